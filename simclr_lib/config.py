@@ -1,0 +1,146 @@
+"""SimCLRConfig: the one place where every knob of a run and its paper default lives.
+
+Defaults follow Chen et al. 2020 (SimCLR), with the CIFAR-10 recipe of Appendix B.9 where the paper gives one
+(3x3 stride-1 stem without max-pool, colour strength 0.5, no blur). ``SimCLRConfig.smoke()`` is the seconds-long
+preset used by CI and tests; ``SimCLRConfig.quick()`` is the CPU-sized run of the quickstart.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "small")
+DATASETS = ("cifar10", "stl10", "folder", "shapes")
+OPTIMIZERS = ("lars", "sgd", "adam", "adamw")
+LR_SCALINGS = ("linear", "sqrt", "none")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUGMENT_BACKENDS = ("batched", "per_image")
+
+
+@dataclass
+class SimCLRConfig:
+    # --- data -------------------------------------------------------------------------------------------------
+    dataset: str = "cifar10"  # one of DATASETS; "shapes" needs no file and no internet
+    data_dir: Optional[str] = None  # None: $SIMCLR_DATA_DIR, else ./data
+    folder: Optional[str] = None  # image-folder path for dataset="folder"
+    subset: Optional[int] = None  # use only the first N training images (None: all)
+    image_size: int = 32  # side of the augmented views (32 for CIFAR-10, 96 for STL-10)
+    download: bool = False  # allow torchvision to download a missing data set
+    # --- augmentation (paper Sec. 3 and Appendix A) ---------------------------------------------------------
+    n_views: int = 2  # views per image; 2 is the paper's setting
+    color_strength: float = 0.5  # s in ColorJitter(0.8s, 0.8s, 0.8s, 0.2s); 0.5 for CIFAR (App. B.9), 1.0 ImageNet
+    blur: bool = False  # Gaussian blur p=0.5; off for CIFAR (App. B.9), on for ImageNet/STL-10
+    min_scale: float = 0.08  # lower bound of the RandomResizedCrop area fraction
+    augment_backend: str = "batched"  # "batched" (SimCLRAugment on the device) or "per_image" (torchvision)
+    # --- model (paper Sec. 2.1, 4.2, B.9) -------------------------------------------------------------------
+    arch: str = "resnet18"  # encoder f: one of ARCHS ("small" is the fast CPU encoder)
+    cifar_stem: bool = True  # 3x3 stride-1 first conv and no max-pool (App. B.9); False for 96px+ inputs
+    proj_hidden_dim: Optional[int] = None  # hidden width of g; None: the encoder's feature dim (paper)
+    proj_out_dim: int = 128  # dimension of z (paper: 128)
+    proj_layers: int = 2  # linear layers in g (paper: 2, i.e. one hidden layer)
+    # --- loss (paper Sec. 2.1, Eq. 1) ----------------------------------------------------------------------
+    temperature: float = 0.5  # tau of NT-Xent; 0.5 is best for CIFAR-10 (App. B.9, Fig. B.7)
+    # --- optimisation (paper Sec. 2.2, App. B.1) -----------------------------------------------------------
+    batch_size: int = 512  # images per step (each gives n_views views)
+    epochs: int = 100  # passes over the training images
+    optimizer: str = "lars"  # one of OPTIMIZERS
+    lr: Optional[float] = None  # peak learning rate; None: from lr_scaling and base_lr
+    lr_scaling: str = "sqrt"  # "linear": base_lr*B/256 (base 0.3), "sqrt": base_lr*sqrt(B) (base 0.075)
+    base_lr: Optional[float] = None  # None: 0.3 for linear, 0.075 for sqrt, 1e-3 for adam(w) with "none"
+    momentum: float = 0.9  # momentum of LARS and SGD
+    weight_decay: float = 1e-6  # paper: 1e-6 with LARS (1e-4..5e-4 is common with SGD on CIFAR)
+    lars_eta: float = 1e-3  # LARS trust coefficient
+    warmup_epochs: float = 10.0  # linear warm-up length, then cosine decay to 0 (per step)
+    # --- runtime -------------------------------------------------------------------------------------------
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
+    precision: str = "auto"  # "auto" (bf16 on capable GPUs, fp32 on CPU), "fp32", "bf16", "fp16"
+    channels_last: bool = True  # NHWC memory format on CUDA (ignored on CPU)
+    compile: bool = False  # torch.compile the model
+    seed: int = 0  # seeds torch, numpy and the augmentation generator
+    # --- logging and checkpoints ---------------------------------------------------------------------------
+    out_dir: str = "runs/simclr"  # config.json, metrics.json, TensorBoard events, checkpoints/
+    checkpoint_every: int = 10  # epochs between checkpoints (one is always written at the end)
+    knn_every: int = 10  # epochs between kNN monitor evaluations (0: off)
+    knn_k: int = 200  # neighbours of the kNN monitor
+    knn_subset: int = 10000  # at most this many train/test images for the kNN monitor
+    tensorboard: bool = True  # write TensorBoard scalars
+    progress: bool = True  # show a tqdm progress bar
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes saved with the run
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line ``ValueError`` naming the bad field and what is allowed."""
+        choices = {"arch": ARCHS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "lr_scaling": LR_SCALINGS,
+                   "precision": PRECISIONS, "augment_backend": AUGMENT_BACKENDS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
+        positive = {"temperature": self.temperature, "image_size": self.image_size, "epochs": self.epochs,
+                    "proj_out_dim": self.proj_out_dim, "color_strength": self.color_strength + 1e-12}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name}={value!r} must be > 0")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 2 (each image needs negatives)")
+        if self.n_views < 2:
+            raise ValueError(f"n_views={self.n_views} must be >= 2 (a positive needs a second view)")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr={self.lr!r} must be > 0 (or None to use lr_scaling)")
+        if not 0 < self.min_scale <= 1:
+            raise ValueError(f"min_scale={self.min_scale} must be in (0, 1]")
+        if self.subset is not None and self.subset < 2:
+            raise ValueError(f"subset={self.subset} must be >= 2 or None")
+        if self.proj_layers < 1:
+            raise ValueError(f"proj_layers={self.proj_layers} must be >= 1")
+        if self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ValueError("weight_decay and warmup_epochs must be >= 0")
+        if self.dataset == "folder" and not self.folder:
+            raise ValueError("dataset='folder' needs folder=<path to an ImageFolder directory>")
+
+    # --- presets -------------------------------------------------------------------------------------------
+    @classmethod
+    def smoke(cls, **overrides: Any) -> "SimCLRConfig":
+        """Seconds on 2 CPU cores: a few hundred `shapes` images, the small encoder, one epoch."""
+        base = dict(dataset="shapes", subset=256, arch="small", batch_size=64, epochs=1, warmup_epochs=0,
+                    optimizer="lars", checkpoint_every=1, knn_every=1, knn_k=20, knn_subset=256,
+                    progress=False, out_dir="runs/smoke")
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> "SimCLRConfig":
+        """Minutes on a 2-core laptop CPU: CIFAR-10 subset with the small encoder (see docs/results.md)."""
+        base = dict(dataset="cifar10", subset=10000, arch="small", batch_size=256, epochs=15, warmup_epochs=1,
+                    optimizer="lars", knn_every=5, knn_k=50, knn_subset=2000, out_dir="runs/quick")
+        base.update(overrides)
+        return cls(**base)
+
+    # --- (de)serialisation ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SimCLRConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; known fields: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "SimCLRConfig":
+        return dataclasses.replace(self, **changes)
+
+    def peak_lr(self) -> float:
+        """Peak learning rate: ``lr`` if given, else the scaling rule of App. B.1 applied to ``batch_size``."""
+        from .optim import scaled_lr
+
+        if self.lr is not None:
+            return self.lr
+        return scaled_lr(self.batch_size, self.lr_scaling, self.base_lr, self.optimizer)
