@@ -1,0 +1,152 @@
+"""LARS, the warm-up + cosine schedule and the learning-rate scaling rules of SimCLR (paper Sec. 2.2, App. B.1).
+
+LARS (You et al. 2017) follows google-research/simclr ``lars_optimizer.py`` with classic momentum::
+
+    g <- g + wd * w                                  (not for excluded parameters)
+    trust = eta * ||w|| / ||g||   (1 where either norm is 0; 1 for excluded parameters)
+    v <- m * v + lr * trust * g
+    w <- w - v
+
+By default parameters with ``ndim <= 1`` (biases, BatchNorm) get neither weight decay nor trust scaling, as in
+the paper's code. Everything stays on the device: no ``.item()`` and no other host sync per parameter.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+import torch
+from torch import nn
+
+
+class LARS(torch.optim.Optimizer):
+    """Layer-wise Adaptive Rate Scaling with classic momentum (SimCLR's optimiser for large batches).
+
+    Args:
+        params: parameters or parameter groups; a group may set ``lars_exclude=True`` to turn off weight decay
+            and trust scaling for all its parameters.
+        lr: learning rate (the schedule multiplies it per step).
+        momentum: classic momentum m.
+        weight_decay: L2 coefficient added to the gradient (paper: 1e-6).
+        eta: trust coefficient (paper: 1e-3).
+        exclude_1d: exclude parameters with ndim <= 1 (biases, BatchNorm) from decay and trust scaling.
+        nesterov: Nesterov momentum (update = m * v + lr * trust * g).
+    """
+
+    def __init__(self, params: Iterable, lr: float, momentum: float = 0.9, weight_decay: float = 1e-6,
+                 eta: float = 1e-3, exclude_1d: bool = True, nesterov: bool = False):
+        if not lr > 0:
+            raise ValueError(f"lr={lr!r} must be > 0")
+        if not 0 <= momentum < 1 or weight_decay < 0 or not eta > 0:
+            raise ValueError(f"need 0 <= momentum < 1, weight_decay >= 0, eta > 0; got {momentum}, "
+                             f"{weight_decay}, {eta}")
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, exclude_1d=exclude_1d,
+                        nesterov=nesterov, lars_exclude=False)
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _excluded(group: dict, p: torch.Tensor) -> bool:
+        return group["lars_exclude"] or (group["exclude_1d"] and p.ndim <= 1)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            adapted = [p for p in params if not self._excluded(group, p)]
+            grads = {p: p.grad for p in params}
+            if adapted:
+                decayed = [p.grad.add(p, alpha=group["weight_decay"]) for p in adapted]  # g + wd * w
+                w_norms = torch._foreach_norm(adapted)  # one launch per list, no sync
+                g_norms = torch._foreach_norm(decayed)
+                for p, g, wn, gn in zip(adapted, decayed, w_norms, g_norms):
+                    trust = torch.where((wn > 0) & (gn > 0), group["eta"] * wn / gn, torch.ones_like(wn))
+                    grads[p] = g.mul_(trust)  # trust * g, a 0-d tensor on the device
+            self._momentum_update(group, params, [grads[p] for p in params])
+        return loss
+
+    def _momentum_update(self, group: dict, params: list, grads: list) -> None:
+        """v <- m v + lr g ; w <- w - v (or the Nesterov form)."""
+        lr, m = group["lr"], group["momentum"]
+        bufs = []
+        for p in params:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            bufs.append(state["momentum_buffer"])
+        torch._foreach_mul_(bufs, m)
+        torch._foreach_add_(bufs, grads, alpha=lr)
+        if group["nesterov"]:
+            updates = torch._foreach_add(torch._foreach_mul(bufs, m), grads, alpha=lr)
+            torch._foreach_sub_(params, updates)
+        else:
+            torch._foreach_sub_(params, bufs)
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.0) -> float:
+    """Learning-rate multiplier at ``step``: linear warm-up, then cosine decay (paper Sec. B.1, per step).
+
+    Warm-up rises linearly to 1 over ``warmup_steps`` (reaching 1 at the last warm-up step); the cosine then runs
+    from 1 down to ``final_fraction`` at ``total_steps``. Stepped once per optimisation step, never per epoch.
+    """
+    if total_steps <= 0:
+        raise ValueError(f"total_steps={total_steps} must be > 0")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
+                    warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` applying :func:`warmup_cosine`; call ``scheduler.step()`` after every optimiser step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps))
+
+
+def scaled_lr(batch_size: int, rule: str = "sqrt", base_lr: Optional[float] = None,
+              optimizer: str = "lars") -> float:
+    """Peak learning rate from a scaling rule (paper App. B.1).
+
+    ``"linear"``: base_lr * B / 256 (base 0.3); ``"sqrt"``: base_lr * sqrt(B) (base 0.075); ``"none"``: base_lr.
+    For Adam/AdamW the base is 1e-3 at B = 256 and the rules scale it by B/256 or sqrt(B/256).
+    """
+    adam = optimizer in ("adam", "adamw")
+    if rule == "linear":
+        return (base_lr if base_lr is not None else (1e-3 if adam else 0.3)) * batch_size / 256
+    if rule == "sqrt":
+        if adam:
+            return (base_lr if base_lr is not None else 1e-3) * math.sqrt(batch_size / 256)
+        return (base_lr if base_lr is not None else 0.075) * math.sqrt(batch_size)
+    if rule == "none":
+        return base_lr if base_lr is not None else (1e-3 if adam else 0.3)
+    raise ValueError(f"lr_scaling={rule!r} is unknown; choose one of linear, sqrt, none")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: weights (decayed) and ndim <= 1 parameters (biases, BatchNorm: no decay, ``lars_exclude``)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [dict(params=decay, weight_decay=weight_decay),
+            dict(params=no_decay, weight_decay=0.0, lars_exclude=True)]
+
+
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float = 1e-6, momentum: float = 0.9,
+                    eta: float = 1e-3) -> torch.optim.Optimizer:
+    """LARS, SGD, Adam or AdamW over :func:`param_groups` (no decay on biases and BatchNorm for any of them)."""
+    groups = param_groups(model, weight_decay)
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta)
+    for g in groups:
+        g.pop("lars_exclude", None)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer={name!r} is unknown; choose one of lars, sgd, adam, adamw")
