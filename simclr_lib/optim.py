@@ -61,12 +61,13 @@ class LARS(torch.optim.Optimizer):
             adapted = [p for p in params if not self._excluded(group, p)]
             grads = {p: p.grad for p in params}
             if adapted:
-                decayed = [p.grad.add(p, alpha=group["weight_decay"]) for p in adapted]  # g + wd * w
-                w_norms = torch._foreach_norm(adapted)  # one launch per list, no sync
-                g_norms = torch._foreach_norm(decayed)
-                for p, g, wn, gn in zip(adapted, decayed, w_norms, g_norms):
-                    trust = torch.where((wn > 0) & (gn > 0), group["eta"] * wn / gn, torch.ones_like(wn))
-                    grads[p] = g.mul_(trust)  # trust * g, a 0-d tensor on the device
+                decayed = torch._foreach_add([p.grad for p in adapted], adapted, alpha=group["weight_decay"])
+                w_norm = torch.stack(torch._foreach_norm(adapted))  # P, stays on the device
+                g_norm = torch.stack(torch._foreach_norm(decayed))  # P
+                trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm,
+                                    torch.ones_like(w_norm))  # P, 1 where either norm is 0
+                torch._foreach_mul_(decayed, trust.unbind())  # trust * (g + wd * w)
+                grads.update(zip(adapted, decayed))
             self._momentum_update(group, params, [grads[p] for p in params])
         return loss
 
