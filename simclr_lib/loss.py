@@ -57,7 +57,8 @@ def positive_index(n: int, n_views: int = 2, device: Optional[torch.device] = No
     return (rows + shifts) % (n * n_views)  # M x (V-1)
 
 
-def nt_xent(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2) -> torch.Tensor:
+def nt_xent(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2,
+            anchors: Optional[torch.Tensor] = None) -> torch.Tensor:
     """NT-Xent loss (paper Eq. 1), averaged over all (anchor, positive) pairs.
 
     l(i, j) = -log[ exp(sim(z_i, z_j)/tau) / sum_{k != i} exp(sim(z_i, z_k)/tau) ]. Every other view of the same
@@ -71,18 +72,46 @@ def nt_xent(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2) -> torc
         z: projections, view-major.
         temperature: tau > 0 (paper default for CIFAR-10: 0.5).
         n_views: views per image.
+        anchors: optional row indices; only these rows are anchors (their terms are averaged), every row of z is
+            still a candidate. Distributed training gives each rank its own rows of the gathered batch.
 
     Shape:
-        z: (n_views * N, D) -> scalar.
+        z: (n_views * N, D), anchors: (A,) -> scalar.
     """
     n = _check(z, temperature, n_views)
+    m = z.shape[0]
     with torch.autocast(device_type=z.device.type, enabled=False):
-        logits = _similarity_logits(z, temperature)  # M x M
+        zf = F.normalize(z.float(), dim=1)  # M x D, unit rows, float32 even under autocast
+        if anchors is None:
+            rows = torch.arange(m, device=z.device)
+            logits = zf @ zf.T / temperature  # M x M
+            self_mask = torch.eye(m, dtype=torch.bool, device=z.device)
+        else:
+            rows = anchors
+            logits = zf[rows] @ zf.T / temperature  # A x M
+            self_mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, rows[:, None], True)
+        logits = logits.masked_fill(self_mask, float("-inf"))  # exp(-inf) = 0 drops k = i
+        positives = positive_index(n, n_views, z.device)[rows]  # A x (V-1)
         if n_views == 2:
-            labels = positive_index(n, 2, z.device)[:, 0]  # M, the other view of each row
-            return F.cross_entropy(logits, labels)
-        log_prob = F.log_softmax(logits, dim=1)  # M x M
-        return -log_prob.gather(1, positive_index(n, n_views, z.device)).mean()  # mean of M x (V-1) terms
+            return F.cross_entropy(logits, positives[:, 0])
+        return -F.log_softmax(logits, dim=1).gather(1, positives).mean()  # mean of A x (V-1) terms
+
+
+@torch.no_grad()
+def contrastive_accuracy(z: torch.Tensor, n_views: int = 2, topk: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """How often a positive ranks first (top-1) or among the first k (top-k) of each anchor's similarities.
+
+    The training-time sanity metric of the seed code: positives are ranked against all other views.
+
+    Shape:
+        z: (n_views * N, D) -> {"top1": float, "top5": float}
+    """
+    n = _check(z, 1.0, n_views)
+    sim = _similarity_logits(z, 1.0)  # M x M, diagonal -inf
+    pos = positive_index(n, n_views, z.device)  # M x (V-1)
+    pos_sim = sim.gather(1, pos)  # M x (V-1)
+    rank = (sim[:, None, :] > pos_sim[:, :, None]).sum(-1)  # M x (V-1): others scoring higher
+    return {f"top{k}": (rank < k).float().mean().item() for k in topk}
 
 
 def info_nce_logits(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2,

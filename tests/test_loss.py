@@ -100,3 +100,23 @@ def test_bad_input_one_line_errors(kwargs, match):
     with pytest.raises(ValueError, match=match) as e:
         nt_xent(_z(8), **kwargs)
     assert "\n" not in str(e.value)
+
+
+def test_anchor_rows_average_to_full_loss():
+    z = _z(2 * 6, seed=7)
+    full = nt_xent(z, 0.5)
+    halves = [nt_xent(z, 0.5, anchors=torch.tensor(r)) for r in ([0, 1, 2, 6, 7, 8], [3, 4, 5, 9, 10, 11])]
+    assert torch.allclose((halves[0] + halves[1]) / 2, full, atol=1e-6)
+    z3 = _z(3 * 4, seed=8)
+    rows = torch.arange(12)
+    assert torch.allclose(nt_xent(z3, 0.5, 3, anchors=rows), nt_xent(z3, 0.5, 3), atol=1e-6)
+
+
+def test_contrastive_accuracy():
+    from simclr_lib.loss import contrastive_accuracy
+    base = torch.eye(16)[:8]
+    acc = contrastive_accuracy(base.repeat(2, 1), 2, topk=(1, 5))
+    assert acc == {"top1": 1.0, "top5": 1.0}
+    z = _z(2 * 64, seed=9)
+    acc = contrastive_accuracy(z, 2, topk=(1, 5, 127))
+    assert acc["top127"] == 1.0 and acc["top1"] <= acc["top5"] < 0.5
