@@ -1,0 +1,303 @@
+"""Linear evaluation, kNN, label fractions and end-to-end training against naive references and real CIFAR-10."""
+import math
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+import torch.nn.functional as F
+from torch import nn
+
+from simclr_lib.augment import CIFAR10_MEAN, CIFAR10_STD
+from simclr_lib.data import make_shapes
+from simclr_lib.evaluate import (balanced_indices, crop_flip_at, evaluate_encoder, extract_features, fine_tune,
+                                 knn_accuracy, knn_predict, label_fraction_sweep, linear_probe, linear_probe_both,
+                                 random_crop_flip, select_C, train_supervised)
+from simclr_lib.models import build_encoder
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These problems are small: one thread each (spinning OpenMP/BLAS threads made them 10-50x slower when the
+    2-core CPU was shared with other jobs)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(n)
+
+def _bn_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def _images(n: int = 20, size: int = 8, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def _snapshot(module: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _assert_bit_identical(module: nn.Module, before: dict) -> None:
+    after = module.state_dict()
+    assert after.keys() == before.keys()
+    for k in before:
+        assert torch.equal(after[k], before[k]), f"{k} changed"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# extract_features: eval mode, nothing mutated, modes restored
+# ---------------------------------------------------------------------------------------------------------------
+def test_extract_leaves_weights_and_bn_buffers_bit_identical_and_restores_modes():
+    net, x = _bn_net(), _images()
+    net.train()
+    before = _snapshot(net)
+    extract_features(net, x, CIFAR10_MEAN, CIFAR10_STD, batch_size=7)
+    _assert_bit_identical(net, before)  # weights, running_mean/var and num_batches_tracked
+    assert all(m.training for m in net.modules())
+    net[1].eval()  # a mixed-mode module (e.g. a frozen BN) gets exactly its own flags back
+    flags = [m.training for m in net.modules()]
+    extract_features(net, x, CIFAR10_MEAN, CIFAR10_STD)
+    assert [m.training for m in net.modules()] == flags
+
+
+def test_the_buffer_check_catches_a_linear_evaluation_without_eval():
+    """The seeds' "linear evaluation" runs the encoder in train mode under no_grad: BN statistics drift."""
+    net, x = _bn_net(), _images()
+    before = _snapshot(net)
+    with torch.no_grad():
+        net(x.float() / 255)  # what a missing model.eval() does
+    with pytest.raises(AssertionError, match="running_mean|running_var|num_batches_tracked"):
+        _assert_bit_identical(net, before)
+
+
+def test_extract_equals_one_batch_eval_forward_and_applies_head():
+    net, x = _bn_net(), _images(23)
+    net.train()
+    with torch.no_grad():  # warm the BN buffers so eval-mode statistics are not the identity
+        net(torch.randn(64, 3, 8, 8) * 2 + 1)
+    mean, std = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ref = net.eval()((x.float() / 255 - mean) / std)
+    net.train()
+    feats = extract_features(net, x, CIFAR10_MEAN, CIFAR10_STD, batch_size=5)
+    assert feats.shape == (23, 8) and feats.dtype == torch.float32 and feats.device.type == "cpu"
+    assert torch.allclose(feats, ref, atol=1e-6)
+    head = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).train()
+    z = extract_features(net, x, CIFAR10_MEAN, CIFAR10_STD, head=head)
+    with torch.no_grad():
+        assert torch.allclose(z, head.eval()(ref), atol=1e-5)
+    assert net.training
+
+
+def test_extract_rejects_bad_input():
+    net = _bn_net()
+    with pytest.raises(ValueError, match="uint8"):
+        extract_features(net, torch.rand(4, 3, 8, 8), CIFAR10_MEAN, CIFAR10_STD)
+    with pytest.raises(ValueError, match="3 values"):
+        extract_features(net, _images(4), (0.5, 0.5), CIFAR10_STD)
+
+    class Both(nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3)), x.mean((2, 3))
+    with pytest.raises(ValueError, match="model.encoder"):
+        extract_features(Both(), _images(4), CIFAR10_MEAN, CIFAR10_STD)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# kNN against a loop
+# ---------------------------------------------------------------------------------------------------------------
+def _knn_naive(train_x, train_y, test_x, k, temperature, weighted):
+    """One test point at a time, float64, explicit sort and vote; ties go to the lowest class."""
+    preds = []
+    for q in test_x.double():
+        sims = [(float(q @ t) / float(q.norm() * t.norm()), int(c)) for t, c in zip(train_x.double(), train_y)]
+        sims.sort(key=lambda s: -s[0])
+        votes = {}
+        for sim, c in sims[:k]:
+            votes[c] = votes.get(c, 0.0) + (math.exp(sim / temperature) if weighted else 1.0)
+        best = max(votes.values())
+        preds.append(min(c for c, v in votes.items() if v >= best * (1 - 1e-9)))
+    return torch.tensor(preds)
+
+
+@pytest.mark.parametrize("k,weighted,chunk", [(1, True, 256), (7, True, 5), (20, False, 3), (60, True, 64)])
+def test_knn_equals_naive_loop(k, weighted, chunk):
+    g = torch.Generator().manual_seed(k)
+    train_x, test_x = torch.randn(60, 6, generator=g), torch.randn(25, 6, generator=g)
+    train_y = torch.randint(0, 4, (60,), generator=g)
+    ours = knn_predict(train_x, train_y, test_x, k=k, temperature=0.1, weighted=weighted, chunk_size=chunk)
+    assert torch.equal(ours, _knn_naive(train_x, train_y, test_x, k, 0.1, weighted))
+    test_y = torch.randint(0, 4, (25,), generator=g)
+    acc = knn_accuracy(train_x, train_y, test_x, test_y, k=k, weighted=weighted, chunk_size=chunk)
+    assert acc == pytest.approx((ours == test_y).float().mean().item())
+
+
+def test_knn_rejects_k_larger_than_train():
+    with pytest.raises(ValueError, match="k=11"):
+        knn_accuracy(torch.randn(10, 4), torch.zeros(10, dtype=torch.long), torch.randn(3, 4),
+                     torch.zeros(3, dtype=torch.long), k=11)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Linear probe and label fractions
+# ---------------------------------------------------------------------------------------------------------------
+def _blobs(n: int, d: int = 10, classes: int = 4, spread: float = 1.0, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, d, generator=torch.Generator().manual_seed(99)) * 2
+    y = torch.randint(0, classes, (n,), generator=g)
+    return centres[y] + spread * torch.randn(n, d, generator=g) + 5.0, y  # offset: standardisation must undo it
+
+
+def test_probe_separates_blobs_and_backends_solve_the_same_problem():
+    xtr, ytr = _blobs(400)
+    xte, yte = _blobs(200, seed=1)
+    res = linear_probe_both(xtr, ytr, xte, yte, C=0.5)
+    for b in ("torch", "sklearn"):
+        assert res[b]["top1"] > 0.9 and res[b]["backend"] == b and res[b]["seconds"] > 0
+    assert res["gap_points"] <= 1.0
+    assert abs(res["torch"]["train_top1"] - res["sklearn"]["train_top1"]) <= 0.01
+
+
+def test_probe_rejects_bad_input():
+    x, y = _blobs(20)
+    with pytest.raises(ValueError, match="backend"):
+        linear_probe(x, y, x, y, backend="svm")
+    with pytest.raises(ValueError, match="labels"):
+        linear_probe(x, y.float(), x, y)
+    with pytest.raises(ValueError, match="D=10"):
+        linear_probe(x, y, x[:, :5], y)
+
+
+def test_balanced_indices_take_the_same_count_from_every_class():
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    idx = balanced_indices(y, per_class=7, seed=1)
+    assert [int((y[idx] == c).sum()) for c in range(3)] == [7, 7, 7] and len(set(idx.tolist())) == 21
+    idx = balanced_indices(y, fraction=0.1)
+    assert [int((y[idx] == c).sum()) for c in range(3)] == [5, 3, 2]
+    assert torch.equal(balanced_indices(y, fraction=1.0), torch.arange(100))
+    with pytest.raises(ValueError, match="exactly one"):
+        balanced_indices(y, per_class=3, fraction=0.5)
+
+
+def test_select_C_returns_the_best_validation_score():
+    x, y = _blobs(300, spread=3.0)
+    best, scores = select_C(x, y, (1e-4, 0.1, 10.0))
+    assert [s[0] for s in scores] == [1e-4, 0.1, 10.0]
+    assert best == max(scores, key=lambda s: s[1])[0]
+    res = linear_probe(x, y, x, y, C=[1e-4, 0.1])
+    assert res["C"] in (1e-4, 0.1) and len(res["C_val_top1"]) == 2
+
+
+@pytest.fixture(scope="module")
+def cifar_pixels():
+    """8x8 average-pooled pixels (192-D) of 3000 CIFAR-10 test images: 2000 to fit, 1000 to test."""
+    data_dir = os.environ.get("SIMCLR_DATA_DIR")
+    if not data_dir or not (Path(data_dir) / "cifar10" / "test").is_dir():
+        pytest.skip("real CIFAR-10 not found: set SIMCLR_DATA_DIR to the folder holding cifar10/{train,test}")
+    from simclr_lib.data import load_dataset
+
+    data = load_dataset("cifar10", "test", data_dir, progress=False)
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:3000]  # files are class-sorted
+    x = F.avg_pool2d(data.images[idx].float() / 255, 4).flatten(1)  # 3000 x 192
+    return x[:2000], data.labels[idx[:2000]], x[2000:], data.labels[idx[2000:]], data.images[idx]
+
+
+def test_probe_on_cifar_pixels_beats_chance_and_backends_agree(cifar_pixels):
+    xtr, ytr, xte, yte, _ = cifar_pixels
+    res = linear_probe_both(xtr, ytr, xte, yte, C=0.1)
+    assert res["torch"]["top1"] > 0.3 and res["sklearn"]["top1"] > 0.3  # chance is 0.1
+    assert res["gap_points"] <= 2.0
+    assert 0.3 < knn_accuracy(xtr, ytr, xte, yte, k=20) < 1.0
+
+
+def test_label_fraction_sweep_is_balanced_and_more_labels_do_not_hurt(cifar_pixels):
+    xtr, ytr, xte, yte, _ = cifar_pixels
+    rows = label_fraction_sweep(xtr, ytr, xte, yte, fractions=(0.02, 0.2, 1.0), C=0.1)
+    assert [r["fraction"] for r in rows] == [0.02, 0.2, 1.0]
+    assert rows[0]["n_labels"] < rows[1]["n_labels"] < rows[2]["n_labels"] == 2000
+    assert rows[2]["top1"] > rows[0]["top1"] + 0.05 and rows[2]["top1"] >= rows[1]["top1"] - 0.02
+    rows = label_fraction_sweep(xtr, ytr, xte, yte, per_class=(5,), C=0.1)
+    assert rows[0]["per_class"] == 5 and rows[0]["n_labels"] == 50 and rows[0]["top1"] > 0.1
+
+
+def test_random_encoder_features_of_cifar_beat_chance(cifar_pixels):
+    *_, images = cifar_pixels
+    torch.manual_seed(0)
+    encoder, dim = build_encoder("small", cifar_stem=True)
+    before = _snapshot(encoder)
+    labels = cifar_pixels[1].tolist() + cifar_pixels[3].tolist()
+    feats = extract_features(encoder.train(), images, CIFAR10_MEAN, CIFAR10_STD, batch_size=500)
+    _assert_bit_identical(encoder, before)
+    assert feats.shape == (3000, dim) and encoder.training
+    labels = torch.tensor(labels)
+    res = linear_probe(feats[:2000], labels[:2000], feats[2000:], labels[2000:], C=0.1)
+    assert res["top1"] > 0.2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# End-to-end training (supervised baseline, fine-tuning)
+# ---------------------------------------------------------------------------------------------------------------
+def test_crop_flip_equals_a_loop_of_slices():
+    x = _images(6, size=5, seed=3)
+    g = torch.Generator().manual_seed(0)
+    off_y, off_x, flip = torch.randint(0, 5, (6,), generator=g), torch.randint(0, 5, (6,), generator=g), \
+        torch.tensor([True, False, True, False, True, True])
+    out = crop_flip_at(x, 2, off_y, off_x, flip)
+    for i in range(6):
+        padded = torch.zeros(3, 9, 9, dtype=torch.uint8)
+        padded[:, 2:7, 2:7] = x[i]
+        ref = padded[:, off_y[i]:off_y[i] + 5, off_x[i]:off_x[i] + 5]
+        assert torch.equal(out[i], ref.flip(-1) if flip[i] else ref)
+    assert random_crop_flip(x, 2, torch.Generator().manual_seed(1)).shape == x.shape
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return make_shapes(192, size=16, seed=0, split="train"), make_shapes(64, size=16, seed=0, split="test")
+
+
+@pytest.mark.parametrize("fn", [train_supervised, fine_tune])
+def test_end_to_end_training_returns_sane_results_and_leaves_the_encoder_alone(shapes, fn):
+    train, test = shapes
+    torch.manual_seed(0)
+    encoder, dim = build_encoder("small", cifar_stem=True)
+    before = _snapshot(encoder)
+    res = fn(encoder, dim, train, test, epochs=2, batch_size=64, device="cpu", progress=False)
+    _assert_bit_identical(encoder, before)
+    assert res["mode"] == ("supervised" if fn is train_supervised else "fine_tune")
+    assert 0.0 <= res["top1"] <= 1.0 and 0.0 <= res["train_top1"] <= 1.0 and math.isfinite(res["loss"])
+    assert [h["epoch"] for h in res["history"]] == [1, 2] and res["history"][-1]["lr"] < res["history"][0]["lr"]
+    assert res["images_per_s"] > 0 and res["epochs"] == 2
+    model = res["model"]
+    trained = model[0].state_dict()
+    assert model.training and any(not torch.equal(trained[k], before[k]) for k in before)
+    again = fn(encoder, dim, train, test, epochs=2, batch_size=64, device="cpu", progress=False)
+    assert again["loss"] == res["loss"] and again["top1"] == res["top1"]  # seeded
+
+
+def test_end_to_end_training_rejects_unlabelled_data(shapes):
+    train, test = shapes
+    encoder, dim = build_encoder("small", cifar_stem=True)
+    unlabelled = type(train)(train.images, None, [], "unlabelled")
+    with pytest.raises(ValueError, match="needs labels"):
+        train_supervised(encoder, dim, unlabelled, test, epochs=1, device="cpu", progress=False)
+
+
+def test_evaluate_encoder_reports_probe_and_knn_without_touching_the_encoder(shapes):
+    train, test = shapes
+    encoder = _bn_net().train()
+    before = _snapshot(encoder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = evaluate_encoder(encoder, train, test, CIFAR10_MEAN, CIFAR10_STD, knn_k=500)
+    _assert_bit_identical(encoder, before)
+    assert encoder.training
+    assert res["n_train"] == 192 and res["n_test"] == 64 and res["feat_dim"] == 8
+    for key in ("linear_top1", "linear_train_top1", "knn_top1"):
+        assert 0.0 <= res[key] <= 1.0
