@@ -275,7 +275,7 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int, mask: Optional[Ten
     xp = F.pad(x, [p, p, p, p], mode="reflect").reshape(1, b * c, height + 2 * p, width + 2 * p)
     y = F.conv2d(xp, kern.view(b * c, 1, kernel_size, 1), groups=b * c)  # rows
     y = F.conv2d(y, kern.view(b * c, 1, 1, kernel_size), groups=b * c)  # columns
-    return y.view(b, c, height, width)
+    return y.view(b, c, height, width).clamp_(0.0, 1.0)  # a convex combination, up to float rounding
 
 
 def _check_settings(size: int, strength: float, min_scale: float, max_scale: float) -> None:

@@ -1,0 +1,180 @@
+"""Encoder f, projection head g and the SimCLR model x -> (h, z) (Chen et al. 2020, Sec. 2.1, 4.2, App. B.9).
+
+* ResNet-18/34/50 encoders are torchvision's (``weights=None``) with the classifier removed (``fc = Identity``),
+  so f(x) = h is the average-pooled output of the last stage (512 / 512 / 2048 features). ``cifar_stem=True``
+  swaps the 7x7 stride-2 conv1 and the max-pool for one 3x3 stride-1 conv, as the paper does for 32 px
+  CIFAR-10 (App. B.9); ``cifar_stem=False`` keeps ImageNet's stem (4x downsampling) for 96 px STL-10 and up.
+* ``small`` is a plain conv net for CPU runs: per stage ``depth`` units of 3x3 conv -> BatchNorm -> ReLU, the
+  first unit of every later stage with stride 2, then global average pooling. CHOSEN_BY_MEASUREMENT
+* :class:`ProjectionHead` is g (Sec. 2.1, 4.2): Linear -> BN -> ReLU -> ... -> Linear, 128-d output.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from .config import ARCHS, SimCLRConfig
+
+RESNET_FEAT_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+SMALL_WIDTHS = (32, 64, 128, 256)  # channels per stage of the ``small`` encoder
+SMALL_DEPTHS = (1, 1, 2, 2)  # conv-BN-ReLU units per stage
+
+
+def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv (no bias: BN follows) -> BatchNorm -> ReLU.
+
+    Shape:
+        (B, c_in, H, W) -> (B, c_out, ceil(H / stride), ceil(W / stride)).
+    """
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True))
+
+
+class SmallEncoder(nn.Module):
+    """The fast CPU encoder: VGG-style stages of conv-BN-ReLU, stride-2 downsampling, global average pooling.
+
+    Args:
+        widths: output channels of each stage; ``feat_dim`` is the last one.
+        depths: conv-BN-ReLU units per stage (the first unit of every stage after the first has stride 2).
+        cifar_stem: True keeps full resolution in the first stage (32 px input); False makes the first conv
+            stride 2 and adds a 3x3 stride-2 max-pool, downsampling 4x like the ImageNet ResNet stem.
+
+    Shape:
+        (B, 3, H, W) -> (B, widths[-1]).
+    """
+
+    def __init__(self, widths: Sequence[int] = SMALL_WIDTHS, depths: Sequence[int] = SMALL_DEPTHS,
+                 cifar_stem: bool = True) -> None:
+        super().__init__()
+        if len(widths) != len(depths) or not widths or min(*widths, *depths) < 1:
+            raise ValueError(f"widths={tuple(widths)} and depths={tuple(depths)} must be positive and equally long")
+        layers: list[nn.Module] = []
+        c_in = 3
+        for stage, (width, depth) in enumerate(zip(widths, depths)):
+            for unit in range(depth):
+                first = unit == 0
+                stride = 2 if first and (stage > 0 or not cifar_stem) else 1
+                layers.append(conv_bn_relu(c_in, width, stride))
+                if first and stage == 0 and not cifar_stem:
+                    layers.append(nn.MaxPool2d(3, 2, 1))
+                c_in = width
+        self.features = nn.Sequential(*layers)
+        self.feat_dim = int(widths[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: (B, 3, H, W) -> (B, feat_dim)."""
+        x = self.features(x)  # B x C x H' x W'
+        return x.mean(dim=(2, 3))  # B x C (global average pool)
+
+
+def resnet_encoder(arch: str, cifar_stem: bool = True) -> nn.Module:
+    """A torchvision ResNet without weights, ``fc`` replaced by Identity (and the CIFAR stem if asked).
+
+    Shape:
+        (B, 3, H, W) -> (B, 512) for resnet18/34, (B, 2048) for resnet50.
+    """
+    net = getattr(torchvision.models, arch)(weights=None)
+    if cifar_stem:  # App. B.9: 3x3 stride-1 conv1, no max-pool, for 32 px images
+        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    return net
+
+
+def build_encoder(arch: str, cifar_stem: bool = True) -> tuple[nn.Module, int]:
+    """The encoder f by name and its feature dimension (the size of h).
+
+    Args:
+        arch: one of ``config.ARCHS``: resnet18, resnet34, resnet50, small.
+        cifar_stem: 3x3 stride-1 stem without max-pool (App. B.9); False for 96 px and larger inputs.
+
+    Returns:
+        (encoder, feat_dim); the encoder maps (B, 3, H, W) to (B, feat_dim).
+    """
+    if arch == "small":
+        encoder = SmallEncoder(cifar_stem=cifar_stem)
+        return encoder, encoder.feat_dim
+    if arch not in RESNET_FEAT_DIMS:
+        raise ValueError(f"arch={arch!r} is unknown; choose one of {', '.join(ARCHS)}")
+    return resnet_encoder(arch, cifar_stem), RESNET_FEAT_DIMS[arch]
+
+
+class ProjectionHead(nn.Module):
+    """The projection head g of Sec. 2.1 / 4.2: ``num_layers`` linear maps with BN + ReLU between them.
+
+    ``num_layers=2`` is the paper's MLP (Linear -> BN -> ReLU -> Linear); ``num_layers=1`` is a single linear
+    map (the paper's "linear projection" ablation, Fig. 8). Linear layers followed by BN carry no bias.
+
+    Args:
+        in_dim: size of h (the encoder's ``feat_dim``).
+        hidden_dim: width of the hidden layers; None uses ``in_dim`` as the paper does.
+        out_dim: size of z (paper: 128).
+        num_layers: number of linear layers (>= 1).
+        batch_norm: BatchNorm after each hidden linear layer.
+        last_bn: BatchNorm after the last linear layer, with a scale but no shift (its bias is frozen at 0), as
+            in the SimCLR reference code; off by default.
+
+    Shape:
+        (B, in_dim) -> (B, out_dim).
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: Optional[int] = None, out_dim: int = 128, num_layers: int = 2,
+                 batch_norm: bool = True, last_bn: bool = False) -> None:
+        super().__init__()
+        if num_layers < 1 or min(in_dim, out_dim, hidden_dim or in_dim) < 1:
+            raise ValueError(f"num_layers={num_layers}, in_dim={in_dim}, hidden_dim={hidden_dim}, out_dim={out_dim}"
+                             " must all be >= 1")
+        hidden_dim = hidden_dim or in_dim
+        layers: list[nn.Module] = []
+        dim = in_dim
+        for _ in range(num_layers - 1):
+            layers.append(nn.Linear(dim, hidden_dim, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.ReLU(inplace=True))
+            dim = hidden_dim
+        layers.append(nn.Linear(dim, out_dim, bias=not last_bn))
+        if last_bn:
+            layers.append(nn.BatchNorm1d(out_dim))
+            layers[-1].bias.requires_grad_(False)  # scale only, no centre shift
+        self.net = nn.Sequential(*layers)
+        self.in_dim, self.out_dim = in_dim, out_dim
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Shape: (B, in_dim) -> (B, out_dim)."""
+        return self.net(h)
+
+
+class SimCLRModel(nn.Module):
+    """f followed by g: ``forward(x)`` returns the representation h and the projection z (Sec. 2.1).
+
+    h is what downstream tasks use (linear probe, kNN); z is what NT-Xent sees.
+
+    Shape:
+        x: (B, 3, H, W) -> h: (B, feat_dim), z: (B, out_dim).
+    """
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, feat_dim: Optional[int] = None) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+        feat_dim = feat_dim if feat_dim is not None else getattr(encoder, "feat_dim", getattr(head, "in_dim", None))
+        if feat_dim is None:
+            raise ValueError("cannot tell the encoder's feature dimension; pass feat_dim=")
+        self.feat_dim = int(feat_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shape: (B, 3, H, W) -> ((B, feat_dim), (B, out_dim))."""
+        h = self.encoder(x)  # B x feat_dim
+        z = self.head(h)  # B x out_dim
+        return h, z
+
+
+def build_model(cfg: SimCLRConfig) -> SimCLRModel:
+    """The SimCLR model of a config: ``cfg.arch`` / ``cfg.cifar_stem`` encoder and a ``cfg.proj_layers`` head
+    of width ``cfg.proj_hidden_dim`` (None: the encoder's) projecting to ``cfg.proj_out_dim``."""
+    encoder, feat_dim = build_encoder(cfg.arch, cfg.cifar_stem)
+    head = ProjectionHead(feat_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, cfg.proj_layers)
+    return SimCLRModel(encoder, head, feat_dim)

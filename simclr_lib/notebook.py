@@ -1,0 +1,114 @@
+"""What every notebook of the series shares: the scale switch, data with an offline fallback, the shared run.
+
+One switch sets the scale: ``SIMCLR_SMOKE=1`` (CI: seconds), the default CPU-sized ``quick`` run, or ``full``
+on a GPU (chosen automatically when CUDA is present, or forced with ``SIMCLR_MODE=full``). Notebook 03 trains
+the series' model; notebooks 04-06 load its checkpoint, or train it themselves first ("skip training if a
+checkpoint exists"), so each notebook also runs alone.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .config import SimCLRConfig
+from .data import ImageData, load_dataset
+from .runtime import resolve_device
+
+MODES = ("smoke", "quick", "full")
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding pyproject.toml) above the working directory, else the cwd."""
+    here = Path.cwd().resolve()
+    for p in (here, *here.parents):
+        if (p / "pyproject.toml").is_file() and (p / "simclr_lib").is_dir():
+            return p
+    return here
+
+
+def resolve_mode(smoke: Optional[bool] = None, mode: Optional[str] = None) -> str:
+    """``smoke`` if SIMCLR_SMOKE=1 (or ``smoke=True``), else SIMCLR_MODE, else ``full`` on CUDA, else ``quick``."""
+    mode = mode or os.environ.get("SIMCLR_MODE")
+    if smoke if smoke is not None else os.environ.get("SIMCLR_SMOKE", "0") not in ("", "0", "false", "False"):
+        return "smoke"
+    if mode:
+        if mode not in MODES:
+            raise ValueError(f"SIMCLR_MODE={mode!r} is unknown; choose one of {', '.join(MODES)}")
+        return mode
+    return "full" if torch.cuda.is_available() else "quick"
+
+
+@dataclass
+class Setup:
+    mode: str  # smoke | quick | full
+    device: torch.device
+    data_dir: Optional[str]
+    dataset: str  # cifar10 when found (or downloadable), else shapes
+    run_dir: Path  # where notebook 03's run (and its checkpoint) lives
+
+    def pick(self, smoke: Any, quick: Any, full: Any) -> Any:
+        """The value for this mode: ``setup.pick(smoke=64, quick=1000, full=10000)``."""
+        return {"smoke": smoke, "quick": quick, "full": full}[self.mode]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def load(self, split: str = "test", n: Optional[int] = None) -> ImageData:
+        """The first ``n`` images of ``split`` of this setup's data set."""
+        return load_dataset(self.dataset, split, self.data_dir, subset=n, progress=False,
+                            download=self.dataset == "cifar10" and _online())
+
+
+def _online() -> bool:
+    return os.environ.get("COLAB_RELEASE_TAG") is not None or os.environ.get("SIMCLR_DOWNLOAD") == "1"
+
+
+def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Optional[str] = None) -> Setup:
+    """Resolve mode, device, data set and the shared run directory, and print them in one line."""
+    m = resolve_mode(smoke, mode)
+    data_dir = data_dir or os.environ.get("SIMCLR_DATA_DIR") or str(project_root() / "data")
+    device = resolve_device("auto")
+    try:
+        load_dataset("cifar10", "test", data_dir, subset=8, progress=False, download=_online())
+        dataset = "cifar10"
+    except (FileNotFoundError, RuntimeError, ValueError):
+        dataset = "shapes"
+    s = Setup(m, device, data_dir, dataset, project_root() / "runs" / "notebooks" / m)
+    print(f"mode={m} device={device} dataset={dataset} run_dir={s.run_dir}")
+    return s
+
+
+def series_config(s: Setup, **overrides: Any) -> SimCLRConfig:
+    """The configuration of the series' pre-training run (notebook 03) for this setup's mode."""
+    common = dict(dataset=s.dataset, data_dir=s.data_dir, out_dir=str(s.run_dir))
+    if s.mode == "smoke":
+        return SimCLRConfig.smoke(**common, **overrides)
+    if s.mode == "quick":
+        return SimCLRConfig.quick(**common, **overrides)
+    full = dict(arch="resnet18", batch_size=512, epochs=100, knn_every=10, optimizer="lars",
+                checkpoint_every=10)  # one GPU: see docs/results.md
+    full.update(overrides)
+    return SimCLRConfig(**common, **full)
+
+
+def pretrained(s: Setup, force: bool = False, **overrides: Any):
+    """The series' trained model: loaded from ``s.checkpoint`` when it exists, else trained now (notebook 03).
+
+    Returns:
+        (model in eval mode on ``s.device``, its SimCLRConfig, its per-epoch history)
+    """
+    from .checkpoint import load_checkpoint, load_pretrained
+    from .train import pretrain
+
+    if force or not s.checkpoint.is_file():
+        print(f"no checkpoint at {s.checkpoint}: training the series' model now ({s.mode} mode)")
+        pretrain(series_config(s, **overrides))
+    else:
+        print(f"loading the series' model from {s.checkpoint}")
+    model, cfg = load_pretrained(s.checkpoint, map_location=s.device)
+    return model, cfg, load_checkpoint(s.checkpoint)["history"]
