@@ -231,7 +231,8 @@ def _image_files(folder: str, recursive: bool) -> list[str]:
 
 
 def _list_folder(root: Path) -> tuple[list[str], Optional[list[int]], list[str]]:
-    """Files, labels and classes of ``root/<class>/**/<image>``; a flat ``root/<image>`` has no labels."""
+    """Files, labels and classes of ``root/<class>/**/<image>``, classes interleaved; a flat ``root/<image>`` has no
+    labels."""
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist; pass a directory laid out as "
                                 f"<dir>/<class>/<image> (or <dir>/<image> for unlabelled images)")
@@ -250,7 +251,22 @@ def _list_folder(root: Path) -> tuple[list[str], Optional[list[int]], list[str]]
                                     f"add some or remove the folder")
         files += found
         labels += [k] * len(found)
-    return files, labels, class_dirs
+    order = _interleave(labels)
+    return [files[i] for i in order], [labels[i] for i in order], class_dirs
+
+
+def _interleave(labels: list[int]) -> list[int]:
+    """Round-robin order over classes (1st of each class, then 2nd of each, ...), each class keeping its order.
+
+    A class-sorted folder read as is would make "the first N images" a few classes only (the first 10,000
+    CIFAR-10 JPEGs are all airplanes and automobiles); interleaved, every prefix is as class-balanced as it can be.
+    """
+    seen: dict[int, int] = {}
+    rank = []
+    for y in labels:
+        rank.append(seen.get(y, 0))
+        seen[y] = rank[-1] + 1
+    return sorted(range(len(labels)), key=lambda i: (rank[i], labels[i]))
 
 
 def _signature(root: Path, files: list[str]) -> str:

@@ -156,8 +156,9 @@ def test_folder_labels_pixels_and_cache_hit(tmp_path, monkeypatch):
     first = load_dataset("folder", folder=root, progress=False)
     assert first.classes == ["a_blue", "b_red", "c_mix"] and not first.from_cache
     assert first.images.shape == (5, 3, 8, 8) and first.images.dtype == torch.uint8 and first.images.is_contiguous()
-    assert first.labels.dtype == torch.int64 and first.labels.tolist() == [0, 1, 1, 2, 2]
-    expected = [c for k in sorted(colours) for c in colours[k]]  # naive reference: the colours written
+    assert first.labels.dtype == torch.int64 and first.labels.tolist() == [0, 1, 2, 1, 2]  # classes interleaved
+    by_class = [colours[k] for k in sorted(colours)]  # naive reference: the colours written, round-robin
+    expected = [c[i] for i in range(2) for c in by_class if i < len(c)]
     assert [tuple(img[:, 3, 3].tolist()) for img in first.images] == expected
 
     def no_decoding(*args, **kwargs):
@@ -171,7 +172,7 @@ def test_folder_labels_pixels_and_cache_hit(tmp_path, monkeypatch):
     monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
     _save(root / "a_blue" / "zz.png", Image.new("RGB", (8, 8), (9, 9, 9)))  # the source changed: rebuild
     third = load_dataset("folder", folder=root, progress=False)
-    assert not third.from_cache and len(third) == 6 and third.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert not third.from_cache and len(third) == 6 and third.labels.tolist() == [0, 1, 2, 0, 1, 2]
     assert not load_dataset("folder", folder=root, cache=False, progress=False).from_cache
 
 
@@ -381,6 +382,7 @@ def test_real_cifar10_test_split_and_its_cache(monkeypatch):
     assert d.images.shape == (10000, 3, 32, 32) and d.images.dtype == torch.uint8 and d.images.is_contiguous()
     assert d.classes == D.CIFAR10_CLASSES and d.labels.dtype == torch.int64
     assert torch.bincount(d.labels).tolist() == [1000] * 10
+    assert torch.bincount(d.labels[:100]).tolist() == [10] * 10  # any prefix is class-balanced (interleaved)
     if (root / "cifar10" / "test").is_dir():  # the JPEG folder: compare with a plain PIL decode
         files = sorted((root / "cifar10" / "test" / "cat").iterdir())
         first_cat = int((d.labels == 3).nonzero()[0])
