@@ -19,6 +19,8 @@ from .data import ImageData, load_dataset
 from .runtime import resolve_device
 
 MODES = ("smoke", "quick", "full")
+# The repository, in one place: every notebook's Colab badge and install cell use it (tests/test_notebooks.py checks)
+REPO_URL = "https://github.com/simclr-step-by-step/simclr-step-by-step"
 
 
 def project_root() -> Path:
