@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 import torch.nn.functional as F
 from torch import nn
 
@@ -19,15 +18,7 @@ from simclr_lib.models import build_encoder
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are small: one thread each (spinning OpenMP/BLAS threads made them 10-50x slower when the
-    2-core CPU was shared with other jobs)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 def _bn_net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
@@ -301,3 +292,26 @@ def test_evaluate_encoder_reports_probe_and_knn_without_touching_the_encoder(sha
     assert res["n_train"] == 192 and res["n_test"] == 64 and res["feat_dim"] == 8
     for key in ("linear_top1", "linear_train_top1", "knn_top1"):
         assert 0.0 <= res[key] <= 1.0
+
+
+def test_state_snapshot_sees_bn_buffers_change_in_train_mode_only():
+    from simclr_lib.evaluate import changed_state, state_snapshot
+
+    net = _bn_net()
+    before = state_snapshot(net)
+    extract_features(net, _images(), CIFAR10_MEAN, CIFAR10_STD)
+    assert changed_state(before, net) == []
+    net.train()
+    with torch.no_grad():
+        net(torch.rand(4, 3, 8, 8))
+    assert changed_state(before, net) == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
+    with pytest.raises(ValueError):
+        changed_state({}, net)
+
+
+def test_results_table_is_markdown():
+    from simclr_lib.evaluate import results_table
+
+    t = results_table([dict(method="a", top1=0.51234), dict(method="b", top1=0.5, labels=10)],
+                      ["method", "labels", "top1"], digits=2)
+    assert t.splitlines() == ["| method | labels | top1 |", "|---|---|---|", "| a |  | 0.51 |", "| b | 10 | 0.50 |"]

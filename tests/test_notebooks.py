@@ -1,0 +1,53 @@
+"""The frame every notebook must have (notebooks/README.md); nbval executes them separately (pytest --nbval-lax)."""
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from simclr_lib.notebook import REPO_URL
+
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+EXPECTED = ["01_augmentation_views", "02_infonce_similarity_matrix", "03_training_loop_lars",
+            "04_linear_evaluation", "05_tsne_embeddings", "06_experiments"]
+MAX_DEF_LINES = 15  # "no function or class longer than ~15 lines is defined in a cell"
+
+
+def _cells(name: str) -> list[dict]:
+    nb = json.loads((NB_DIR / f"{name}.ipynb").read_text())
+    return [dict(c, text="".join(c["source"])) for c in nb["cells"]]
+
+
+def test_the_series_is_complete():
+    assert sorted(p.stem for p in NB_DIR.glob("*.ipynb")) == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_frame(name):
+    cells = _cells(name)
+    title = cells[0]
+    assert title["cell_type"] == "markdown"
+    colab = f"https://colab.research.google.com/github/{REPO_URL.split('github.com/')[1]}/blob/main/notebooks/{name}.ipynb"
+    assert colab in title["text"], "title cell: Colab badge built from simclr_lib.notebook.REPO_URL"
+    assert "smoke" in title["text"] and "quick" in title["text"], "title cell: time per mode"
+    code = [c for c in cells if c["cell_type"] == "code"]
+    install = next(c for c in code if "google.colab" in c["text"])
+    assert f'REPO_URL = "{REPO_URL}"' in install["text"] and 'if "google.colab" in sys.modules' in install["text"]
+    params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1 and "SIMCLR_SMOKE" in params[0]["text"], "one parameters-tagged cell reads SIMCLR_SMOKE"
+    assert any("NBVAL_CHECK_OUTPUT" in c["text"] for c in code), "at least one deterministic, checked cell"
+    assert any("simclr_lib.exercises" in c["text"] or "from simclr_lib.exercises" in c["text"] for c in code), \
+        "an exercise checked by simclr_lib.exercises"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_cells_are_thin_and_executed(name):
+    for c in _cells(name):
+        if c["cell_type"] != "code":
+            continue
+        src = "\n".join(line for line in c["text"].splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                n = node.end_lineno - node.lineno + 1
+                assert n <= MAX_DEF_LINES, f"{name}: {node.name} is {n} lines; move it into simclr_lib"
+        assert c.get("execution_count") is not None, f"{name}: a cell was never run; store a real run's outputs"
