@@ -294,6 +294,9 @@ class SimCLRAugment(torch.nn.Module):
     Same distribution as :func:`reference_transform`; runs on ``x.device`` (CPU or GPU), never syncs with the
     host, and is reproducible with a ``torch.Generator`` on that device. ``size`` is the output side, ``strength``
     the colour strength s (0.5 for CIFAR-10, 1.0 for ImageNet), ``blur`` switches the Gaussian blur on.
+    ``ops`` keeps only some of :data:`OPS` (crop, flip, jitter, grayscale, blur) for every call, e.g. the
+    augmentation ablation of Sec. 3 / Fig. 5; without "crop" the whole image is resized. The random parameters are
+    drawn the same way whatever ``ops`` says, so the default (all of OPS) is the full pipeline, bit for bit.
     """
 
     cpu_block_pixels: int = 128 * 32 * 32  # pixels per block on CPU (cache blocking; no effect on the result)
@@ -301,9 +304,10 @@ class SimCLRAugment(torch.nn.Module):
     def __init__(self, size: int = 32, strength: float = 0.5, blur: bool = False, min_scale: float = 0.08,
                  max_scale: float = 1.0, ratio: Sequence[float] = (3 / 4, 4 / 3), flip_p: float = 0.5,
                  jitter_p: float = 0.8, gray_p: float = 0.2, blur_p: float = 0.5,
-                 blur_sigma: Sequence[float] = (0.1, 2.0)) -> None:
+                 blur_sigma: Sequence[float] = (0.1, 2.0), ops: Sequence[str] = OPS) -> None:
         super().__init__()
         _check_settings(size, strength, min_scale, max_scale)
+        self.ops = _check_ops(ops)
         if not 0 < ratio[0] <= ratio[1] or not 0 < blur_sigma[0] <= blur_sigma[1]:
             raise ValueError(f"ratio={ratio} and blur_sigma={blur_sigma} must be (low, high) with 0 < low <= high")
         for name, p in dict(flip_p=flip_p, jitter_p=jitter_p, gray_p=gray_p, blur_p=blur_p).items():
@@ -318,7 +322,8 @@ class SimCLRAugment(torch.nn.Module):
         self.jitter_high = (1 + b, 1 + b, 1 + b, 0.2 * strength)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, strength={self.strength}, blur={self.blur_on}, scale={self.scale}"
+        ops = "" if self.ops == OPS else f", ops={self.ops}"
+        return f"size={self.size}, strength={self.strength}, blur={self.blur_on}, scale={self.scale}{ops}"
 
     def sample_params(self, n: int, height: int, width: int, device: Optional[torch.device] = None,
                       generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
@@ -343,16 +348,14 @@ class SimCLRAugment(torch.nn.Module):
         return dict(box=box, area=area, flip=flip, jitter=jitter, factors=factors, order=order, gray=gray,
                     blur=blur, sigma=sigma)
 
-    def apply(self, x: Tensor, params: dict[str, Tensor], ops: Sequence[str] = OPS) -> Tensor:
-        """Apply the listed ``ops`` (a subset of OPS, in the paper's order) with the given parameters; without
-        "crop" the whole image is resized. Shape: (B, 3, H, W) uint8 or float -> (B, 3, size, size) float32.
+    def apply(self, x: Tensor, params: dict[str, Tensor], ops: Optional[Sequence[str]] = None) -> Tensor:
+        """Apply the listed ``ops`` (a subset of OPS, in the paper's order; None: this module's ``ops``) with the
+        given parameters; without "crop" the whole image is resized. Shape: (B, 3, H, W) uint8 or float -> (B, 3, size, size) float32.
 
         On CPU the batch goes through in blocks of ``cpu_block_pixels`` pixels (128 images at 32 px) so the
         intermediates stay in cache (~1.6x faster); every op is per sample, so the result is the same.
         """
-        unknown = set(ops) - set(OPS)
-        if unknown:
-            raise ValueError(f"unknown ops {sorted(unknown)}; choose from {', '.join(OPS)}")
+        ops = self.ops if ops is None else _check_ops(ops)
         b, _, height, width = _check_batch(x).shape
         n = max(1, self.cpu_block_pixels // max(height * width, self.size ** 2))  # samples per block
         if x.device.type != "cpu" or b <= n:
@@ -380,7 +383,7 @@ class SimCLRAugment(torch.nn.Module):
         return x
 
     def forward(self, x: Tensor, generator: Optional[torch.Generator] = None, return_params: bool = False,
-                ops: Sequence[str] = OPS) -> Any:
+                ops: Optional[Sequence[str]] = None) -> Any:
         """One random view of each image. Shape: (B, 3, H, W) -> (B, 3, size, size) float32 in [0, 1].
 
         With ``return_params=True`` returns ``(views, params)`` (see :meth:`sample_params`).
@@ -425,6 +428,16 @@ def color_distortion(x: Tensor, strength: float = 0.5, generator: Optional[torch
     _check_generator(generator, x.device)
     params = SimCLRAugment(strength=strength).sample_params(x.shape[0], *x.shape[2:], x.device, generator)
     return grayscale(color_jitter(x, params["factors"], params["order"]), params["gray"])
+
+
+def _check_ops(ops: Sequence[str]) -> tuple[str, ...]:
+    """``ops`` as a tuple in the order of OPS; unknown names raise."""
+    if isinstance(ops, str):
+        raise ValueError(f"ops={ops!r} must be a sequence of names such as ('crop', 'jitter'), not one string")
+    unknown = set(ops) - set(OPS)
+    if unknown:
+        raise ValueError(f"unknown ops {sorted(unknown)}; choose from {', '.join(OPS)}")
+    return tuple(op for op in OPS if op in ops)
 
 
 def _check_batch(x: Tensor) -> Tensor:

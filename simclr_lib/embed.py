@@ -152,6 +152,21 @@ def nearest_neighbours(query_idx: ArrayLike, features: ArrayLike, k: int = 8) ->
     return sim.topk(k, dim=1).indices
 
 
+def retrieval_precision(features: ArrayLike, labels: ArrayLike, k: int = 10) -> float:
+    """Fraction of each image's ``k`` cosine nearest neighbours (itself excluded) that share its class, averaged
+    over all images: a label-free map's "are neighbours alike?" number (cf. the kNN monitor of Sec. B.9).
+
+    Shape:
+        features: (N, D), labels: (N,) -> float in [0, 1].
+    """
+    lab = torch.as_tensor(_np(labels, np.int64))
+    x = _check_2d(features)
+    if lab.shape != (len(x),):
+        raise ValueError(f"labels must have shape ({len(x)},), got {tuple(lab.shape)}")
+    hits = [(lab[nearest_neighbours(q, x, k)] == lab[q, None]).float() for q in torch.arange(len(x)).split(512)]
+    return torch.cat(hits).mean().item()
+
+
 def neighbour_grid(query_idx: ArrayLike, features: ArrayLike, images: torch.Tensor, k: int = 8,
                    labels: Optional[ArrayLike] = None, classes: Optional[Sequence[str]] = None) -> Figure:
     """One row per query: the query image, then its ``k`` cosine nearest neighbours (most similar first).

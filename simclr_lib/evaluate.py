@@ -435,3 +435,41 @@ def evaluate_encoder(encoder: nn.Module, train: ImageData, test: ImageData, mean
     return dict(linear_top1=probe["top1"], linear_train_top1=probe["train_top1"], knn_top1=knn,
                 feat_dim=ftr.shape[1], n_train=len(ftr), n_test=len(fte), extract_seconds=t1 - t0,
                 probe_seconds=t2 - t1, knn_seconds=time.perf_counter() - t2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checks and reports
+# ---------------------------------------------------------------------------------------------------------------
+def state_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of every parameter and buffer (``state_dict``), to compare with :func:`changed_state`.
+
+    Shape:
+        {name: tensor of the entry's shape}.
+    """
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed_state(before: dict[str, torch.Tensor], module: nn.Module) -> list[str]:
+    """Names of the ``state_dict`` entries of ``module`` that are not bit-identical to ``before``.
+
+    BatchNorm running statistics change under a train-mode forward pass, even inside ``no_grad``; the linear
+    evaluation protocol (Sec. 4) needs the encoder frozen, which :func:`extract_features` guarantees.
+    """
+    now = module.state_dict()
+    if set(now) != set(before):
+        raise ValueError("the snapshot and the module have different entries; snapshot this module first")
+    return [k for k, v in now.items() if v.shape != before[k].shape or not torch.equal(v, before[k].to(v.device))]
+
+
+def results_table(rows: Sequence[dict], columns: Sequence[str], digits: int = 3) -> str:
+    """A Markdown table of ``rows`` (floats rounded to ``digits``), e.g. for ``IPython.display.Markdown``.
+
+    Shape:
+        len(rows) dicts -> a string of len(rows) + 2 lines.
+    """
+    def cell(v) -> str:
+        return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

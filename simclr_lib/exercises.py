@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from .augment import rgb_to_grayscale
+from .embed import nearest_neighbours
 from .evaluate import knn_predict
 from .loss import nt_xent
 from .optim import LARS
@@ -82,3 +83,39 @@ def check_knn(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torc
         agree = (got == want).float().mean().item()
         assert agree > 0.97, f"k={k}: only {agree:.0%} of predictions agree; use cosine similarity (normalise rows)"
     return "correct: agrees with knn_predict(weighted=False) for k = 1, 5, 15"
+
+
+def check_nearest_neighbours(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> str:
+    """Exercise of notebook 05: ``fn(query_idx, features, k)`` returns, for each query row, the indices of its ``k``
+    most cosine-similar rows of ``features``, the query itself excluded, most similar first. Shape: (Q, k)."""
+    g = torch.Generator().manual_seed(5)
+    for n, d, k in ((50, 8, 5), (200, 32, 10), (30, 3, 1)):
+        x = torch.randn(n, d, generator=g) * torch.rand(n, 1, generator=g).mul(10).add(0.1)  # lengths vary
+        q = torch.randperm(n, generator=g)[:7]
+        want = nearest_neighbours(q, x, k)
+        got = torch.as_tensor(fn(q.clone(), x.clone(), k)).long().cpu()
+        assert got.shape == want.shape, f"return shape (Q, k) = {tuple(want.shape)}, got {tuple(got.shape)}"
+        assert not bool((got == q[:, None]).any()), "a query is its own nearest neighbour: exclude it"
+        assert torch.equal(got.sort(1).values, want.sort(1).values), (
+            "different neighbours: use cosine similarity (normalise the rows), not the raw dot product or distance")
+        assert torch.equal(got, want), "right neighbours, wrong order: sort most similar first"
+    return "correct: matches simclr_lib.embed.nearest_neighbours on 3 random sets"
+
+
+def check_pair_matrix(fn: Callable[[list, list, str], "object"]) -> str:
+    """Exercise of notebook 06: ``fn(rows, ops, value)`` lays runs on single ops and on pairs of ops out as Fig. 5's
+    table: (i, i) op i alone, (i, j) = (j, i) ops i and j, plus a last column with each row's mean."""
+    import numpy as np
+
+    from .experiments import augmentation_pairs, pair_matrix
+
+    g = torch.Generator().manual_seed(6)
+    for ops in (["crop", "jitter", "grayscale"], ["crop", "jitter", "grayscale", "blur", "flip"]):
+        pairs = augmentation_pairs(ops)
+        order = torch.randperm(len(pairs), generator=g).tolist()  # rows in any order
+        rows = [dict(ops=pairs[i], top1=float(torch.rand((), generator=g)) * 100) for i in order]
+        want, got = pair_matrix(rows, ops, "top1"), np.asarray(fn(rows, list(ops), "top1"), dtype=float)
+        assert got.shape == want.shape, f"shape (k, k + 1) = {want.shape} expected, got {got.shape}"
+        assert np.allclose(got[:, :-1], want[:, :-1]), "cells differ: singles on the diagonal, pairs at (i, j) and (j, i)"
+        assert np.allclose(got[:, -1], want[:, -1]), "last column: the mean of each row's k cells"
+    return "correct: matches simclr_lib.experiments.pair_matrix for 3 and 5 ops"

@@ -151,3 +151,52 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float 
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"optimizer={name!r} is unknown; choose one of lars, sgd, adam, adamw")
+
+
+def trust_ratios(model: nn.Module, weight_decay: float = 1e-6, eta: float = 1e-3,
+                 exclude_1d: bool = True) -> dict[str, float]:
+    """The LARS trust ratio ``eta * ||w|| / ||g + wd * w||`` of every parameter with a gradient (paper Sec. 2.2).
+
+    What :class:`LARS` multiplies each layer's step by: 1 where either norm is 0, and 1 (no decay, no scaling)
+    for ``ndim <= 1`` parameters when ``exclude_1d``. Read the gradients after ``loss.backward()``.
+
+    Shape:
+        one float per named parameter with a ``.grad``: {name: ratio}, in ``named_parameters`` order.
+    """
+    out = {}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.grad is None:
+                continue
+            if exclude_1d and p.ndim <= 1:
+                out[name] = 1.0
+                continue
+            d = p.grad + weight_decay * p
+            w_norm, g_norm = p.norm(), d.norm()
+            ok = (w_norm > 0) & (g_norm > 0)
+            out[name] = float(torch.where(ok, eta * w_norm / g_norm.clamp_min(1e-30), torch.ones_like(w_norm)))
+    return out
+
+
+def epoch_stepped_cosine(epochs: int, steps_per_epoch: int, hold_epochs: int = 10) -> list[float]:
+    """The seed's schedule, per step, for comparison only: ``CosineAnnealingLR(T_max=steps_per_epoch)`` stepped
+    once per *epoch* after ``hold_epochs`` epochs at the peak (sthalles/SimCLR; cf. :func:`warmup_cosine`).
+
+    T_max counts steps but the scheduler counts epochs, so after E epochs the multiplier is
+    ``0.5 * (1 + cos(pi * (E - hold) / steps_per_epoch))``: a staircase that barely decays in a short run.
+
+    Shape:
+        -> list of ``epochs * steps_per_epoch`` multipliers of the peak learning rate.
+    """
+    if epochs < 1 or steps_per_epoch < 1 or hold_epochs < 0:
+        raise ValueError(f"need epochs >= 1, steps_per_epoch >= 1, hold_epochs >= 0; got {epochs}, "
+                         f"{steps_per_epoch}, {hold_epochs}")
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps_per_epoch, eta_min=0.0)
+    out: list[float] = []
+    for epoch in range(epochs):
+        out += [opt.param_groups[0]["lr"]] * steps_per_epoch
+        opt.step()  # (no gradient: keeps torch from warning about the call order)
+        if epoch >= hold_epochs:  # the seed: `if epoch_counter >= 10: scheduler.step()`
+            sched.step()
+    return out

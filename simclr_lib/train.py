@@ -141,7 +141,7 @@ def _save(path: Path, core: SimCLRModel, opt, sched, scaler, gen, epoch: int, st
 
 def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
              monitor: Optional[tuple[ImageData, ImageData]] = None, resume: Union[bool, str, Path] = False,
-             callbacks: Sequence[Callable[[dict], Any]] = ()) -> PretrainResult:
+             callbacks: Sequence[Callable[[dict], Any]] = (), augment: Optional[Any] = None) -> PretrainResult:
     """Pre-train a SimCLR model (paper Algorithm 1) as ``cfg`` says; see the module docstring.
 
     Args:
@@ -150,6 +150,8 @@ def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
         monitor: labelled (train, test) images for the kNN monitor (default: ``load_monitor_data(cfg)``).
         resume: True to continue from ``<out_dir>/checkpoints/last.pt``, or a checkpoint path.
         callbacks: called with each epoch's record after its checkpoint; a truthy return stops the run.
+        augment: replaces the augmentation built from ``cfg`` (a SimCLRAugment for the batched backend, e.g. one
+            with only some ``ops`` for the ablation of Fig. 5; a per-image transform for ``per_image``).
 
     Returns:
         PretrainResult with the model, per-epoch history and final metrics; ``out_dir`` holds config.json,
@@ -182,7 +184,9 @@ def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
     sched = build_scheduler(opt, total_steps, round(cfg.warmup_epochs * steps_per_epoch))
     dtype = resolve_precision(cfg.precision, device)
     scaler = make_grad_scaler(device, dtype)
-    if cfg.augment_backend == "batched":
+    if augment is not None:
+        augment = augment.to(device) if isinstance(augment, torch.nn.Module) else augment
+    elif cfg.augment_backend == "batched":
         augment = SimCLRAugment(cfg.image_size, cfg.color_strength, cfg.blur, cfg.min_scale).to(device)
     else:
         from .augment import reference_transform

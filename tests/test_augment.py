@@ -308,3 +308,23 @@ def test_cuda_matches_device_and_generator() -> None:
     cpu = aug.apply(x.cpu(), params)
     gpu = aug.apply(x, {k: v.cuda() for k, v in params.items()})
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=0)
+
+
+def test_ops_argument_selects_ops_and_keeps_the_default() -> None:
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    full = SimCLRAugment(size=16, blur=True)
+    assert full.ops == A.OPS
+    want = full.views(x, 2, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(SimCLRAugment(size=16, blur=True, ops=A.OPS[::-1]).views(
+        x, 2, torch.Generator().manual_seed(0)), want, rtol=0, atol=0)  # order of the names does not matter
+    for ops in [("crop",), ("jitter", "grayscale"), ("blur", "flip"), ()]:
+        aug = SimCLRAugment(size=16, blur=True, ops=ops)
+        got = aug(x, torch.Generator().manual_seed(1))
+        assert torch.equal(got, full(x, torch.Generator().manual_seed(1), ops=ops))
+    plain = SimCLRAugment(size=16, ops=("jitter",), jitter_p=0.0)(x)  # no crop: the whole image, resized
+    torch.testing.assert_close(plain, A.resized_crop(A.to_float(x), torch.tensor([[0.0, 0, 32, 32]] * 6), 16))
+    assert "ops=('crop',)" in repr(SimCLRAugment(ops=["crop"]))
+    with pytest.raises(ValueError, match="unknown ops"):
+        SimCLRAugment(ops=("crop", "rotate"))
+    with pytest.raises(ValueError, match="one string"):
+        SimCLRAugment(ops="crop")

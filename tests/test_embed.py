@@ -141,3 +141,21 @@ def test_export_projector_writes_config_tensors_metadata_and_sprite(data, tmp_pa
         assert sprite.size == (math.ceil(math.sqrt(N)) * 16,) * 2
     with pytest.raises(ValueError, match="labels"):
         export_projector(tmp_path / "bad", feats, d.labels[:5], d.classes)
+
+
+def test_retrieval_precision_matches_a_loop():
+    from simclr_lib.embed import retrieval_precision
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (60,), generator=g)
+    x = torch.randn(3, 5, generator=g)[labels] + 0.8 * torch.randn(60, 5, generator=g)
+    xn = torch.nn.functional.normalize(x, dim=1)
+    want = []
+    for i in range(60):
+        sim = xn @ xn[i]
+        sim[i] = -math.inf
+        want.append((labels[sim.topk(4).indices] == labels[i]).float().mean().item())
+    assert retrieval_precision(x, labels, k=4) == pytest.approx(float(np.mean(want)), abs=1e-6)
+    assert retrieval_precision(torch.eye(4), torch.tensor([0, 0, 1, 1]), k=1) in (0.0, 0.5, 1.0)
+    with pytest.raises(ValueError, match="labels"):
+        retrieval_precision(x, labels[:5])

@@ -39,3 +39,32 @@ def test_knn_checker():
     assert ex.check_knn(lambda a, b, c, k: knn_predict(a, b, c, k=k, weighted=False)).startswith("correct")
     with pytest.raises(AssertionError):
         ex.check_knn(lambda a, b, c, k: torch.zeros(len(c), dtype=torch.long))
+
+
+def test_nearest_neighbours_checker():
+    from simclr_lib.embed import nearest_neighbours
+
+    assert ex.check_nearest_neighbours(lambda q, x, k: nearest_neighbours(q, x, k)).startswith("correct")
+
+    def dot(q, x, k):  # raw dot product instead of cosine
+        s = x[q] @ x.T
+        s[torch.arange(len(q)), q] = -float("inf")
+        return s.topk(k, dim=1).indices
+    with pytest.raises(AssertionError, match="cosine"):
+        ex.check_nearest_neighbours(dot)
+
+    def with_self(q, x, k):  # the query is not excluded
+        x = F.normalize(x, dim=1)
+        return (x[q] @ x.T).topk(k, dim=1).indices
+    with pytest.raises(AssertionError, match="own nearest"):
+        ex.check_nearest_neighbours(with_self)
+
+
+def test_pair_matrix_checker():
+    import numpy as np
+
+    from simclr_lib.experiments import pair_matrix
+
+    assert ex.check_pair_matrix(pair_matrix).startswith("correct")
+    with pytest.raises(AssertionError, match="last column"):
+        ex.check_pair_matrix(lambda r, o, v: np.nan_to_num(pair_matrix(r, o, v) * np.r_[np.ones(len(o)), 0]))

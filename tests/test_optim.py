@@ -128,3 +128,47 @@ def test_build_optimizer_no_decay_on_1d(name):
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="optimizer='rmsprop' is unknown"):
         build_optimizer(_net(), "rmsprop", lr=0.1)
+
+
+def test_trust_ratios_match_a_plain_loop_and_the_lars_step():
+    from simclr_lib.optim import trust_ratios
+
+    net = _net()
+    _loss(net, 0).backward()
+    got = trust_ratios(net, weight_decay=1e-4, eta=1e-3)
+    for name, p in net.named_parameters():  # plain loop, floats on the host
+        if p.ndim <= 1:
+            want = 1.0
+        else:
+            w = sum(float(v) ** 2 for v in p.detach().flatten()) ** 0.5
+            d = [float(g) + 1e-4 * float(v) for g, v in zip(p.grad.flatten(), p.detach().flatten())]
+            want = 1e-3 * w / sum(x * x for x in d) ** 0.5
+        assert got[name] == pytest.approx(want, rel=1e-5), name
+    w0 = net[0].weight.detach().clone()  # LARS with lr=1, no momentum moves w by trust * (g + wd w)
+    LARS(param_groups(net, 1e-4), lr=1.0, momentum=0.0, weight_decay=1e-4, eta=1e-3).step()
+    step = (w0 - net[0].weight.detach()).norm() / (net[0].weight.grad + 1e-4 * w0).norm()
+    assert float(step) == pytest.approx(got["0.weight"], rel=1e-4)
+
+
+def test_trust_ratios_zero_norms_and_no_grad():
+    from simclr_lib.optim import trust_ratios
+
+    net = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
+    nn.init.zeros_(net[0].weight)
+    net[0].weight.grad = torch.ones(2, 3)
+    net[0].bias.grad = torch.ones(2)
+    r = trust_ratios(net, weight_decay=0.0)
+    assert r == {"0.weight": 1.0, "0.bias": 1.0}  # zero weight norm -> 1; net[1] has no grad
+
+
+def test_epoch_stepped_cosine_is_the_seed_staircase():
+    from simclr_lib.optim import epoch_stepped_cosine
+
+    lr = epoch_stepped_cosine(epochs=15, steps_per_epoch=39, hold_epochs=10)
+    assert len(lr) == 15 * 39
+    for e in range(15):  # constant within an epoch; decays by cos(pi * k / 39) per epoch after the hold
+        k = max(0, e - 10)
+        assert lr[e * 39:(e + 1) * 39] == pytest.approx([0.5 * (1 + math.cos(math.pi * k / 39))] * 39, abs=1e-9)
+    assert lr[-1] > 0.9  # the defect: after 15 epochs the learning rate has hardly moved
+    with pytest.raises(ValueError):
+        epoch_stepped_cosine(0, 10)

@@ -1,0 +1,124 @@
+"""Plots of training and evaluation: loss/accuracy curves, LR schedules, LARS trust ratios, label fractions.
+
+Every plot builds a ``matplotlib.figure.Figure`` directly (no pyplot state, safe under the Agg backend, shown
+once in Jupyter) or draws into the ``ax=`` it is given, and returns the Figure. Nothing here calls ``plt.show``.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+
+def _figure(ax: Optional[Axes], figsize=(6, 4)) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def plot_history(history: Sequence[Mapping[str, float]], title: str = "") -> Figure:
+    """Three panels of a pre-training run's per-epoch records (``PretrainResult.history``): NT-Xent loss,
+    contrastive top-1/top-5 (is the positive the nearest of the 2N-1 views?) and the kNN monitor (Sec. 2, B.9).
+
+    Shape:
+        history: E records with ``epoch``, ``loss``, ``contrastive_top1/top5`` and sometimes ``knn_top1``.
+    """
+    if not history:
+        raise ValueError("history is empty: train at least one epoch first")
+    fig = Figure(figsize=(13, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+    ep = [r["epoch"] for r in history]
+    axes[0].plot(ep, [r["loss"] for r in history], "o-")
+    axes[0].set(xlabel="epoch", ylabel="NT-Xent loss (epoch mean)", title="loss")
+    for k in ("contrastive_top1", "contrastive_top5"):
+        if k in history[0]:
+            axes[1].plot(ep, [100 * r[k] for r in history], "o-", label=k.split("_")[1])
+    axes[1].set(xlabel="epoch", ylabel="% of anchors (last batch)", title="contrastive accuracy")
+    axes[1].legend()
+    knn = [(r["epoch"], 100 * r["knn_top1"]) for r in history if "knn_top1" in r]
+    if knn:
+        axes[2].plot(*zip(*knn), "s-", color="C2")
+    axes[2].set(xlabel="epoch", ylabel="top-1 %", title="kNN monitor (frozen h)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_curves(curves: Mapping[str, Sequence[float]], xlabel: str = "step", ylabel: str = "loss",
+                title: str = "", logy: bool = False, x: Optional[Sequence[float]] = None,
+                ax: Optional[Axes] = None) -> Figure:
+    """One line per named sequence (e.g. the loss of LARS, SGD and Adam on the same batch).
+
+    Shape:
+        curves: {label: (T,) values}; the x axis is ``x`` (T,) or 1..T.
+    """
+    fig, ax = _figure(ax)
+    for label, ys in curves.items():
+        xs = list(x) if x is not None else range(1, len(ys) + 1)
+        ax.plot(xs, list(ys), "o-" if len(ys) <= 30 else "-", ms=3, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_schedules(schedules: Mapping[str, Sequence[float]], steps_per_epoch: int, title: str = "",
+                   ax: Optional[Axes] = None) -> Figure:
+    """Learning-rate multipliers per step, with the x axis in epochs (paper Sec. B.1: warm-up, then cosine).
+
+    Shape:
+        schedules: {label: (T,) multipliers of the peak learning rate}.
+    """
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch={steps_per_epoch} must be >= 1")
+    fig, ax = _figure(ax)
+    for i, (label, ys) in enumerate(schedules.items()):
+        ax.plot([s / steps_per_epoch for s in range(len(ys))], list(ys), lw=2, ls=("-", "--", ":")[i % 3],
+                label=label)
+    ax.set(xlabel="epoch", ylabel="learning rate / peak", title=title, ylim=(-0.03, 1.05))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_trust_ratios(ratios: Mapping[str, float], title: str = "LARS trust ratio per layer",
+                      ax: Optional[Axes] = None) -> Figure:
+    """Bars of ``eta * ||w|| / ||g + wd w||`` per layer (:func:`~simclr_lib.optim.trust_ratios`), log scale.
+
+    Shape:
+        ratios: {parameter name: ratio}, one bar each in the given order.
+    """
+    if not ratios:
+        raise ValueError("no trust ratios to plot: call loss.backward() before trust_ratios()")
+    fig, ax = _figure(ax, figsize=(max(6.0, 0.55 * len(ratios) + 2), 4))
+    names = list(ratios)
+    ax.bar(range(len(names)), [ratios[n] for n in names], color="C0")
+    ax.set_xticks(range(len(names)), [n.replace(".weight", "") for n in names], rotation=45, ha="right",
+                  fontsize=8)
+    ax.set_yscale("log")
+    ax.set(ylabel="trust ratio (multiplies lr)", title=title)
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def plot_label_fractions(sweeps: Mapping[str, Sequence[Mapping[str, float]]], title: str = "",
+                         ax: Optional[Axes] = None) -> Figure:
+    """Linear-probe top-1 against the number of labels, one line per encoder (cf. paper Table 7).
+
+    Shape:
+        sweeps: {label: rows of :func:`~simclr_lib.evaluate.label_fraction_sweep`, each with n_labels, top1}.
+    """
+    fig, ax = _figure(ax)
+    for label, rows in sweeps.items():
+        ax.plot([r["n_labels"] for r in rows], [100 * r["top1"] for r in rows], "o-", label=label)
+    ax.set_xscale("log")
+    ax.set(xlabel="labelled training images (log)", ylabel="test top-1 %", title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return fig

@@ -1,0 +1,210 @@
+"""Small-scale versions of the paper's findings: grids of short pre-training runs, each probed on frozen features.
+
+One experiment is :func:`run_grid` over a few settings (batch size x epochs, Fig. 9; temperature, Table 5 / B.9;
+colour strength, Table 1; pairs of augmentations, Fig. 5; the projection head, Sec. 4.2 / Fig. 8): every setting
+is a short :func:`~simclr_lib.train.pretrain` run on a small subset, then a kNN classifier and a linear probe on
+frozen encoder features h (and, if asked, on z = g(h)). Each row records the setting, the accuracies and the
+seconds it took, so a notebook can show a table (:func:`table`, :func:`pivot`) or a figure
+(:func:`heatmap`, :func:`grouped_bars`, :func:`line_plot`) that each return a ``matplotlib.figure.Figure``.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from .augment import OPS, SimCLRAugment
+from .config import SimCLRConfig
+from .data import ImageData, load_dataset
+from .evaluate import evaluation_mode, extract_features, knn_accuracy, linear_probe, module_device
+from .train import normalization, pretrain
+
+OP_NAMES = {"crop": "crop", "flip": "flip", "jitter": "colour", "grayscale": "grey", "blur": "blur"}
+Evaluate = Callable[[Any, SimCLRConfig, "ExperimentData"], dict]
+
+
+@dataclass
+class ExperimentData:
+    pretrain: ImageData  # images for pre-training (labels unused)
+    train: ImageData  # labelled images the probe / kNN classifier is fitted on
+    test: ImageData  # labelled images it is scored on
+
+
+def shrink(data: ImageData, size: Optional[int]) -> ImageData:
+    """Images area-averaged down to ``size`` px (None or the same size: unchanged). Shape: (N, 3, H, W) uint8."""
+    if size is None or data.images.shape[-1] == size:
+        return data
+    x = F.interpolate(data.images.float(), size=(size, size), mode="area").round_().clamp_(0, 255)
+    return ImageData(x.to(torch.uint8), data.labels, data.classes, f"{data.name}@{size}px")
+
+
+def load_experiment_data(dataset: str, data_dir: Optional[str], n_pretrain: int, n_train: int, n_test: int,
+                         image_size: Optional[int] = None) -> ExperimentData:
+    """The first ``n_pretrain`` / ``n_train`` train images and the first ``n_test`` test images, at ``image_size``."""
+    train = load_dataset(dataset, "train", data_dir, subset=max(n_pretrain, n_train), progress=False)
+    test = load_dataset(dataset, "test", data_dir, subset=n_test, progress=False)
+    train, test = shrink(train, image_size), shrink(test, image_size)
+    return ExperimentData(train.subset(n_pretrain), train.subset(n_train), test)
+
+
+def make_augment(cfg: SimCLRConfig, ops: Optional[Sequence[str]] = None) -> SimCLRAugment:
+    """``cfg``'s augmentation (None) or one with only ``ops`` switched on, blur included exactly when listed."""
+    if ops is None:
+        return SimCLRAugment(cfg.image_size, cfg.color_strength, cfg.blur, cfg.min_scale)
+    return SimCLRAugment(cfg.image_size, cfg.color_strength, "blur" in ops, cfg.min_scale, ops=ops)
+
+
+def evaluate_run(model: Any, cfg: SimCLRConfig, data: ExperimentData, spaces: Sequence[str] = ("h",),
+                 probe: bool = True, knn_k: int = 20, **probe_kwargs: Any) -> dict:
+    """kNN (cosine, k = ``knn_k``) and linear-probe top-1 (in %) on frozen features h or z = g(h) (Sec. 4.2);
+    ``probe_kwargs`` go to :func:`~simclr_lib.evaluate.linear_probe` (e.g. ``tol=1e-3`` for a faster fit).
+
+    Shape: returns ``{"knn_h": float, "probe_h": float, ...}`` for each of ``spaces``.
+    """
+    mean, std = normalization(cfg.dataset)
+    feats = {"h": [extract_features(model.encoder, d.images, mean, std) for d in (data.train, data.test)]}
+    if "z" in spaces:
+        with evaluation_mode(model.head), torch.no_grad():
+            dev = module_device(model.head)
+            feats["z"] = [model.head(h.to(dev)).float().cpu() for h in feats["h"]]
+    out = {}
+    for space in spaces:
+        (tr, te), ytr, yte = feats[space], data.train.labels, data.test.labels
+        out[f"knn_{space}"] = 100 * knn_accuracy(tr, ytr, te, yte, k=min(knn_k, len(tr)))
+        if probe:
+            out[f"probe_{space}"] = 100 * linear_probe(tr, ytr, te, yte, **probe_kwargs)["top1"]
+    return out
+
+
+def run_one(cfg: SimCLRConfig, data: ExperimentData, ops: Optional[Sequence[str]] = None,
+            evaluate: Evaluate = evaluate_run) -> dict:
+    """One pre-training run (with only ``ops`` if given) and its evaluation; seconds include both."""
+    t0 = time.perf_counter()
+    res = pretrain(cfg, data=data.pretrain, augment=None if ops is None else make_augment(cfg, ops))
+    t1 = time.perf_counter()
+    scores = evaluate(res.model, cfg, data)
+    return dict(loss=res.history[-1]["loss"], steps=res.history[-1]["step"], **scores,
+                train_seconds=t1 - t0, seconds=time.perf_counter() - t0)
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "+".join(OP_NAMES.get(v, str(v)) for v in value) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def run_grid(base_cfg: SimCLRConfig, grid: dict[str, Sequence[Any]], data: ExperimentData,
+             evaluate: Evaluate = evaluate_run, progress: bool = True) -> list[dict]:
+    """One run per combination of ``grid`` values (config fields, plus ``"ops"`` for the augmentation ops).
+
+    Each run writes to ``<base_cfg.out_dir>/<key=value_...>``. Returns one row per run: the setting, the scores of
+    ``evaluate``, the final loss, the optimiser steps and the seconds.
+    """
+    keys, rows = list(grid), []
+    combos = list(itertools.product(*grid.values()))
+    for values in tqdm(combos, desc="runs", disable=not progress, leave=False):
+        setting = dict(zip(keys, values))
+        changes = {k: v for k, v in setting.items() if k != "ops"}
+        name = "_".join(f"{k}={_label(v)}" for k, v in setting.items())
+        ops = tuple(setting["ops"]) if "ops" in setting else None
+        cfg = base_cfg.replace(**changes, out_dir=str(Path(base_cfg.out_dir) / name),
+                               extra=dict(base_cfg.extra, **({"ops": list(ops)} if ops is not None else {})))
+        rows.append(dict(setting, **run_one(cfg, data, ops, evaluate)))
+    return rows
+
+
+def augmentation_pairs(ops: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every single op and every unordered pair of ``ops`` (Fig. 5's diagonal and off-diagonal cells)."""
+    return [(op,) for op in ops] + [tuple(p) for p in itertools.combinations(ops, 2)]
+
+
+def pair_matrix(rows: Sequence[dict], ops: Sequence[str], value: str) -> np.ndarray:
+    """Fig. 5's table: cell (i, j) = ``value`` of the run with ops i and j (i == j: op i alone), symmetric, with a
+    last column holding each row's mean over its cells. Shape: -> (len(ops), len(ops) + 1)."""
+    k = len(ops)
+    m = np.full((k, k + 1), np.nan)
+    for r in rows:
+        idx = [ops.index(op) for op in r["ops"]]
+        i, j = (idx[0], idx[0]) if len(idx) == 1 else idx
+        m[i, j] = m[j, i] = r[value]
+    m[:, k] = np.nanmean(m[:, :k], axis=1)
+    return m
+
+
+# --- tables and figures ------------------------------------------------------------------------------------------
+def table(rows: Sequence[dict], columns: Sequence[str], digits: int = 1) -> str:
+    """A Markdown table of ``columns`` of ``rows`` (floats with ``digits`` decimals, op tuples as "crop+colour")."""
+    def cell(v: Any) -> str:
+        return f"{v:.{digits}f}" if isinstance(v, float) else _label(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def pivot(rows: Sequence[dict], index: str, columns: str, value: str) -> tuple[list, list, np.ndarray]:
+    """``value`` laid out by two settings. Returns (index values, column values, matrix (I, C), NaN where absent)."""
+    ri = sorted({r[index] for r in rows})
+    ci = sorted({r[columns] for r in rows})
+    m = np.full((len(ri), len(ci)), np.nan)
+    for r in rows:
+        m[ri.index(r[index]), ci.index(r[columns])] = r[value]
+    return ri, ci, m
+
+
+def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str = "",
+            cbar_label: str = "top-1 (%)", fmt: str = "{:.1f}") -> Figure:
+    """Annotated heatmap (NaN cells blank), e.g. Fig. 5's augmentation pairs. Shape: matrix (R, C)."""
+    fig = Figure(figsize=(1.0 * len(col_labels) + 2.2, 0.8 * len(row_labels) + 1.4), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis")
+    ax.set_xticks(range(len(col_labels)), col_labels), ax.set_yticks(range(len(row_labels)), row_labels)
+    lo, hi = np.nanmin(matrix), np.nanmax(matrix)
+    for (i, j), v in np.ndenumerate(matrix):
+        if np.isfinite(v):
+            dark = hi > lo and (v - lo) / (hi - lo) > 0.6
+            ax.text(j, i, fmt.format(v), ha="center", va="center", color="black" if dark else "white")
+    fig.colorbar(im, ax=ax, label=cbar_label, shrink=0.8)
+    ax.set_title(title)
+    return fig
+
+
+def grouped_bars(rows: Sequence[dict], x: str, hue: str, value: str, title: str = "",
+                 ylabel: str = "top-1 (%)") -> Figure:
+    """Bars of ``value`` per ``x`` setting, one colour per ``hue`` setting (Fig. 9: x = epochs, hue = batch)."""
+    hues, xs, m = pivot(rows, hue, x, value)  # m: H x X
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(hues)
+    for k, h in enumerate(hues):
+        ax.bar(np.arange(len(xs)) + (k - (len(hues) - 1) / 2) * width, m[k], width, label=f"{hue} {_label(h)}")
+    ax.set_xticks(range(len(xs)), [_label(v) for v in xs])
+    lo = np.nanmin(m)
+    ax.set_ylim(max(0.0, lo - 5), np.nanmax(m) + 2)
+    ax.set_xlabel(x), ax.set_ylabel(ylabel), ax.set_title(title), ax.legend(fontsize="small")
+    return fig
+
+
+def line_plot(rows: Sequence[dict], x: str, values: Sequence[str], title: str = "", logx: bool = False,
+              ylabel: str = "top-1 (%)") -> Figure:
+    """One line per entry of ``values`` (e.g. "probe_h", "knn_h") against the setting ``x``."""
+    rows = sorted(rows, key=lambda r: r[x])
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for v in values:
+        ax.plot([r[x] for r in rows], [r[v] for r in rows], "o-", label=v)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xticks([r[x] for r in rows], [_label(r[x]) for r in rows])
+    ax.minorticks_off()
+    ax.set_xlabel(x), ax.set_ylabel(ylabel), ax.set_title(title), ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig

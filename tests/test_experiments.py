@@ -1,0 +1,77 @@
+"""experiments.py: grids of short runs on the offline shapes set, the Fig. 5 table and the figures."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from simclr_lib import experiments as ex
+from simclr_lib.config import SimCLRConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return ex.load_experiment_data("shapes", None, n_pretrain=64, n_train=64, n_test=32, image_size=16)
+
+
+def _cfg(tmp_path) -> SimCLRConfig:
+    return SimCLRConfig.smoke(subset=None, batch_size=32, image_size=16, knn_every=0, tensorboard=False,
+                              out_dir=str(tmp_path / "runs"))
+
+
+def test_data_is_shrunk_and_split(data):
+    assert data.pretrain.images.shape == (64, 3, 16, 16) and data.test.images.shape == (32, 3, 16, 16)
+    big = torch.arange(4 * 3 * 4 * 4, dtype=torch.float32).view(4, 3, 4, 4).round().to(torch.uint8)
+    from simclr_lib.data import ImageData
+    small = ex.shrink(ImageData(big, torch.zeros(4, dtype=torch.long), ["a"], "t"), 2).images
+    torch.testing.assert_close(small.float(), torch.nn.functional.avg_pool2d(big.float(), 2).round())
+
+
+def test_run_grid_rows_and_out_dirs(data, tmp_path):
+    rows = ex.run_grid(_cfg(tmp_path), {"temperature": [0.2, 0.5], "ops": [("crop", "jitter")]}, data,
+                       evaluate=lambda m, c, d: ex.evaluate_run(m, c, d, spaces=("h", "z"), probe=False),
+                       progress=False)
+    assert [(r["temperature"], r["ops"]) for r in rows] == [(0.2, ("crop", "jitter")), (0.5, ("crop", "jitter"))]
+    for r in rows:
+        assert 0 <= r["knn_h"] <= 100 and 0 <= r["knn_z"] <= 100 and math.isfinite(r["loss"])
+        assert r["steps"] == 2 and r["seconds"] >= r["train_seconds"] > 0
+    assert (tmp_path / "runs" / "temperature=0.2_ops=crop+colour" / "checkpoints" / "last.pt").is_file()
+    md = ex.table(rows, ["temperature", "ops", "knn_h"])
+    assert md.splitlines()[2].startswith("| 0.2 | crop+colour | ")
+
+
+def test_evaluate_run_probe_and_make_augment(data, tmp_path):
+    from simclr_lib.models import build_model
+
+    cfg = _cfg(tmp_path)
+    out = ex.evaluate_run(build_model(cfg), cfg, data)
+    assert set(out) == {"knn_h", "probe_h"}
+    assert ex.make_augment(cfg).ops == ex.OPS and not ex.make_augment(cfg).blur_on
+    aug = ex.make_augment(cfg, ("blur", "crop"))
+    assert aug.ops == ("crop", "blur") and aug.blur_on and aug.size == 16
+
+
+def test_pairs_and_pair_matrix():
+    ops = ["crop", "jitter", "blur"]
+    pairs = ex.augmentation_pairs(ops)
+    assert len(pairs) == 6 and pairs[:3] == [("crop",), ("jitter",), ("blur",)]
+    rows = [dict(ops=p, acc=float(10 * i)) for i, p in enumerate(pairs)]
+    m = ex.pair_matrix(rows, ops, "acc")
+    want = np.array([[0, 30, 40], [30, 10, 50], [40, 50, 20]], dtype=float)
+    np.testing.assert_allclose(m[:, :3], want)
+    np.testing.assert_allclose(m[:, 3], want.mean(1))
+
+
+def test_pivot_and_figures():
+    rows = [dict(batch_size=b, epochs=e, acc=float(b + e)) for b in (32, 64) for e in (1, 2, 4)]
+    ri, ci, m = ex.pivot(rows, "batch_size", "epochs", "acc")
+    assert ri == [32, 64] and ci == [1, 2, 4] and m[1, 2] == 68
+    figs = [ex.grouped_bars(rows, "epochs", "batch_size", "acc"), ex.line_plot(rows[:3], "epochs", ["acc"], logx=True),
+            ex.heatmap(np.array([[1.0, np.nan], [3.0, 4.0]]), ["a", "b"], ["c", "d"], "t")]
+    assert all(isinstance(f, Figure) for f in figs)
+    texts = [t.get_text() for t in figs[2].axes[0].texts]
+    assert texts == ["1.0", "3.0", "4.0"]  # the NaN cell stays blank
+    assert len(figs[0].axes[0].patches) == 6
