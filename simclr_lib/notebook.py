@@ -75,11 +75,9 @@ def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Op
     m = resolve_mode(smoke, mode)
     data_dir = data_dir or os.environ.get("SIMCLR_DATA_DIR") or str(project_root() / "data")
     device = resolve_device("auto")
-    try:
-        load_dataset("cifar10", "test", data_dir, subset=8, progress=False, download=_online())
-        dataset = "cifar10"
-    except (FileNotFoundError, RuntimeError, ValueError):
-        dataset = "shapes"
+    from .quickstart import pick_dataset
+
+    dataset = pick_dataset(data_dir, download=_online())
     s = Setup(m, device, data_dir, dataset, project_root() / "runs" / "notebooks" / m)
     print(f"mode={m} device={device} dataset={dataset} run_dir={s.run_dir}")
     return s

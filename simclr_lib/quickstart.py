@@ -19,10 +19,10 @@ from .runtime import atomic_write_text, resolve_device, seed_everything
 from .train import labelled_splits, normalization, pretrain
 
 
-def pick_dataset(data_dir: Optional[str]) -> str:
-    """``"cifar10"`` when the data dir holds it, else ``"shapes"`` (needs no file)."""
+def pick_dataset(data_dir: Optional[str], download: bool = False) -> str:
+    """``"cifar10"`` when the data dir holds it (or it can be downloaded), else ``"shapes"`` (needs no file)."""
     try:
-        load_dataset("cifar10", "test", data_dir, progress=False, subset=10)
+        load_dataset("cifar10", "test", data_dir, progress=False, subset=10, download=download)
         return "cifar10"
     except (FileNotFoundError, RuntimeError, ValueError):
         return "shapes"
