@@ -41,7 +41,7 @@ def probe(model, train: ImageData, test: ImageData, cfg: SimCLRConfig, device: t
 
 def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = None, device: str = "auto",
                    smoke: bool = False, dataset: Optional[str] = None, epochs: Optional[int] = None,
-                   n_probe_train: int = 10000, n_probe_test: int = 2000, progress: bool = True) -> dict:
+                   n_probe_train: int = 10000, n_probe_test: int = 10000, progress: bool = True) -> dict:
     """Pre-train, probe trained vs random init, save ``metrics.json`` and ``tsne.png`` under ``out_dir``."""
     from .embed import save_figure, side_by_side, tsne
 
