@@ -21,6 +21,21 @@ def test_presets():
     assert SimCLRConfig.quick().dataset == "cifar10"
 
 
+def test_series_quick_keeps_paper_temperature_and_lr_rule(tmp_path):
+    """Notebooks 02/03/06 teach tau = 0.5 and the sqrt LR rule; only the quickstart's preset tunes them."""
+    import torch
+
+    from simclr_lib.notebook import Setup, series_config
+
+    q = SimCLRConfig.quick()
+    assert (q.temperature, q.peak_lr()) == (0.2, 2.0)
+    s = Setup("quick", torch.device("cpu"), None, "cifar10", tmp_path)
+    c = series_config(s)
+    assert (c.temperature, c.epochs, c.arch, c.subset) == (0.5, 15, q.arch, q.subset)
+    assert c.peak_lr() == pytest.approx(0.075 * 256 ** 0.5)
+    assert series_config(s, epochs=3).epochs == 3
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(temperature=0), "temperature=0 must be > 0"),
     (dict(temperature=-0.1), "temperature"),
