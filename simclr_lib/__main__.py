@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "embed":
             e.add_argument("--method", choices=["tsne", "pca"], default="tsne")
             e.add_argument("--projector", help="also export a TensorBoard projector log to this directory")
-    q = sub.add_parser("quickstart", help="offline pre-train + probe vs random init + t-SNE (~10 min on CPU)")
+    q = sub.add_parser("quickstart", help="offline pre-train + probe vs random init + t-SNE (~7 min on 2 CPU cores)")
     q.add_argument("--out", default="runs/quickstart")
     q.add_argument("--data-dir")
     q.add_argument("--device", default="auto")

@@ -1,7 +1,7 @@
 """The offline quickstart: pre-train, compare with random init by logistic regression, draw a t-SNE.
 
 On a fresh machine with no internet and no GPU: CIFAR-10 if the data dir has it, else the embedded ``shapes``
-set; ``SimCLRConfig.quick()`` sized to finish in about ten minutes on 2 CPU cores (see docs/results.md).
+set; ``SimCLRConfig.quick()`` sized to finish in about 7 minutes on 2 CPU cores (see docs/results.md).
 """
 from __future__ import annotations
 
