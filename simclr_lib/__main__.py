@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto")
     q.add_argument("--dataset", choices=["cifar10", "shapes"], help="default: cifar10 if found, else shapes")
     q.add_argument("--epochs", type=int, help="override the quick preset's epochs")
+    q.add_argument("--seed", type=int, default=0, help="seed of the pre-training and of the random-init baseline")
     q.add_argument("--smoke", action="store_true", help="seconds-long version (tests)")
     return p
 
@@ -158,7 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .quickstart import run_quickstart
 
             run_quickstart(args.out, args.data_dir, args.device, smoke=args.smoke, dataset=args.dataset,
-                           epochs=args.epochs)
+                           epochs=args.epochs, seed=args.seed)
             return 0
         run = {"pretrain": _pretrain, "linear-eval": _linear_eval, "knn": _knn, "embed": _embed}[args.command]
         result = run(args)

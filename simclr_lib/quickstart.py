@@ -41,7 +41,8 @@ def probe(model, train: ImageData, test: ImageData, cfg: SimCLRConfig, device: t
 
 def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = None, device: str = "auto",
                    smoke: bool = False, dataset: Optional[str] = None, epochs: Optional[int] = None,
-                   n_probe_train: int = 10000, n_probe_test: int = 10000, progress: bool = True) -> dict:
+                   n_probe_train: int = 10000, n_probe_test: int = 10000, progress: bool = True,
+                   seed: int = 0) -> dict:
     """Pre-train, probe trained vs random init, save ``metrics.json`` and ``tsne.png`` under ``out_dir``."""
     from .embed import save_figure, side_by_side, tsne
 
@@ -50,7 +51,7 @@ def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = N
     print(f"quickstart: pre-training on {name}" + ("" if name == "cifar10" else
           " (CIFAR-10 not found in the data dir; using the embedded shapes set)"), flush=True)
     preset = SimCLRConfig.smoke if smoke else SimCLRConfig.quick
-    overrides = dict(dataset=name, data_dir=data_dir, device=device, out_dir=out_dir, progress=progress)
+    overrides = dict(dataset=name, data_dir=data_dir, device=device, out_dir=out_dir, progress=progress, seed=seed)
     if epochs is not None:
         overrides["epochs"] = epochs
     cfg = preset(**overrides)

@@ -81,10 +81,11 @@ def test_help_for_each_command():
 
 def test_quickstart_smoke(tmp_path):
     out = tmp_path / "qs"
-    p = cli("quickstart", "--smoke", "--dataset", "shapes", "--device", "cpu", "--out", str(out))
+    p = cli("quickstart", "--smoke", "--dataset", "shapes", "--device", "cpu", "--out", str(out), "--seed", "3")
     assert "linear probe" in p.stdout
     m = json.loads((out / "metrics.json").read_text())
     assert {"linear_probe_top1", "random_init_probe_top1"} <= set(m) and (out / "tsne.png").is_file()
+    assert m["config"]["seed"] == 3
 
 
 def test_kill_9_loses_at_most_one_interval(tmp_path):
