@@ -1,8 +1,9 @@
 """Data sets by name as one uint8 tensor ``(N, 3, H, W)`` plus labels: CIFAR-10, STL-10, your folder, ``shapes``.
 
 The whole set lives in memory as uint8 (airbench habit); augmentations then run on the batch. Decoding a JPEG
-folder is the slow part, so the decoded tensor is cached on disk (atomically, keyed on the files' names, sizes and
-mtimes) and the second load is one ``torch.load``. ``shapes`` is a generated, labelled set that needs no file and
+folder is the slow part, so the decoded tensor is cached on disk (atomically, keyed on a BLAKE2 hash of the files'
+names and bytes) and the second load reads and hashes the files and then does one ``torch.load``; the cache is
+optional: a cache that cannot be written only warns. ``shapes`` is a generated, labelled set that needs no file and
 no internet; colour and area are drawn independently of the class, so colour statistics do not give the class:
 the teaching case for the paper's colour-shortcut argument (Chen et al. 2020, Sec. 3, Fig. 6).
 """
@@ -17,7 +18,7 @@ import pickle
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monk
 SHAPE_CLASSES = ["circle", "square", "triangle", "cross", "ring", "star", "crescent", "heart"]
 SHAPES_SIZES = {"train": 10_000, "test": 2_000}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: keyed on the files' content (1: names, sizes and mtimes)
 _CHUNK = 1024  # files read and decoded per batch (one progress-bar step)
 _DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -190,9 +191,11 @@ def _common_size(files: list[str], skip_corrupt: bool, progress: bool) -> tuple[
     return size
 
 
-def _decode_files(files: list[str], size: tuple[int, int], skip_corrupt: bool = False,
-                  progress: bool = True, desc: str = "decoding") -> tuple[torch.Tensor, list[int]]:
+def _decode_files(files: list[str], size: tuple[int, int], skip_corrupt: bool = False, progress: bool = True,
+                  desc: str = "decoding", key: Optional[_ContentKey] = None) -> tuple[torch.Tensor, list[int]]:
     """Decode ``files`` into one tensor resized to ``size``; returns it and the indices of skipped files.
+
+    ``key`` is fed the bytes decoded, so a cache entry's key always describes the content it holds.
 
     Shape:
         -> (N - skipped, 3, H, W) uint8.
@@ -202,10 +205,9 @@ def _decode_files(files: list[str], size: tuple[int, int], skip_corrupt: bool = 
     with tqdm(total=len(files), desc=desc, unit="img", disable=not progress) as bar:
         for start in range(0, len(files), _CHUNK):
             paths = files[start:start + _CHUNK]
-            raws = []
-            for p in paths:
-                with open(p, "rb") as f:
-                    raws.append(f.read())
+            raws = _read_raw(paths)
+            if key is not None:
+                key.update(paths, raws)
             for j, img in enumerate(_decode_chunk(raws, paths, skip_corrupt)):
                 if img is None:
                     skipped.append(start + j)
@@ -230,29 +232,44 @@ def _image_files(folder: str, recursive: bool) -> list[str]:
     return files
 
 
-def _list_folder(root: Path) -> tuple[list[str], Optional[list[int]], list[str]]:
+def _class_dirs(root: Path) -> list[str]:
+    """The class folders of ``root`` (sorted, hidden ones ignored)."""
+    return sorted(d for d in os.listdir(root) if not d.startswith(".") and (root / d).is_dir())
+
+
+def _extra_classes(root: Path, ref_root: Path) -> str:
+    """Why ``root``'s classes cannot take their labels from ``ref_root``'s (both ``<dir>/<class>/``), or ''."""
+    extra = sorted(set(_class_dirs(root)) - set(_class_dirs(ref_root)))
+    if not extra:
+        return ""
+    return (f"{root} has class folder(s) {', '.join(extra)} that {ref_root} lacks, so its labels cannot follow "
+            f"the train split's; add them to {ref_root.name} or remove them from {root.name}")
+
+
+def _list_folder(root: Path, classes: Optional[list[str]] = None) -> tuple[list[str], Optional[list[int]], list[str]]:
     """Files, labels and classes of ``root/<class>/**/<image>``, classes interleaved; a flat ``root/<image>`` has no
-    labels."""
+    labels. ``classes`` (another split's class list) labels each folder by its name in that list."""
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist; pass a directory laid out as "
                                 f"<dir>/<class>/<image> (or <dir>/<image> for unlabelled images)")
-    class_dirs = sorted(d for d in os.listdir(root) if not d.startswith(".") and (root / d).is_dir())
+    class_dirs = _class_dirs(root)
     if not class_dirs:
         files = _image_files(str(root), recursive=False)
         if not files:
             raise FileNotFoundError(f"no images in {root}; expected {root}/<class>/<image> or {root}/<image> "
                                     f"with one of the extensions {' '.join(IMAGE_EXTENSIONS)}")
         return files, None, []
+    classes = class_dirs if classes is None else classes
     files, labels = [], []
-    for k, d in enumerate(class_dirs):
+    for d in class_dirs:
         found = _image_files(str(root / d), recursive=True)
         if not found:
             raise FileNotFoundError(f"class folder {root / d} holds no images ({' '.join(IMAGE_EXTENSIONS)}); "
                                     f"add some or remove the folder")
         files += found
-        labels += [k] * len(found)
+        labels += [classes.index(d)] * len(found)
     order = _interleave(labels)
-    return [files[i] for i in order], [labels[i] for i in order], class_dirs
+    return [files[i] for i in order], [labels[i] for i in order], list(classes)
 
 
 def _interleave(labels: list[int]) -> list[int]:
@@ -269,13 +286,41 @@ def _interleave(labels: list[int]) -> list[int]:
     return sorted(range(len(labels)), key=lambda i: (rank[i], labels[i]))
 
 
-def _signature(root: Path, files: list[str]) -> str:
-    """A digest of the files' names, sizes and mtimes: the cache is rebuilt when any of them changes."""
-    h, n = hashlib.sha1(f"v{CACHE_VERSION}".encode()), len(str(root))
-    for f in files:
-        st = os.stat(f)
-        h.update(f"{f[n:]}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+def _read_raw(paths: list[str]) -> list[bytes]:
+    raws = []
+    for p in paths:
+        with open(p, "rb") as f:
+            raws.append(f.read())
+    return raws
+
+
+class _ContentKey:
+    """The cache key: BLAKE2b over every file's name (relative to the root), length and bytes.
+
+    Content, not names, sizes and mtimes: a file replaced by one of the same size with its mtime preserved
+    (``cp -p``, ``rsync -t``, ``tar x``) changes the key. Costs one read of the files (see ``_signature``).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._h = hashlib.blake2b(f"simclr_lib cache v{CACHE_VERSION}".encode(), digest_size=20)
+        self._skip = len(str(root))
+
+    def update(self, paths: list[str], raws: list[bytes]) -> None:
+        for p, raw in zip(paths, raws):
+            self._h.update(f"{p[self._skip:]}\0{len(raw)}\0".encode())
+            self._h.update(raw)
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def _signature(root: Path, files: list[str], progress: bool = False) -> str:
+    """The content key of ``files`` (read in chunks): the cache is rebuilt when any name or byte changes."""
+    key = _ContentKey(root)
+    for start in tqdm(range(0, len(files), _CHUNK), desc="checking the cache", disable=not progress, leave=False):
+        paths = files[start:start + _CHUNK]
+        key.update(paths, _read_raw(paths))
+    return key.hexdigest()
 
 
 def _read_cache(path: Path, key: str) -> Optional[dict]:
@@ -290,30 +335,42 @@ def _read_cache(path: Path, key: str) -> Optional[dict]:
 
 
 def _write_cache(path: Path, obj: dict) -> None:
+    """Save the decoded set; any failure (read-only folder, full disk, ...) only warns: the cache is optional."""
     try:
         atomic_torch_save(obj, path)
-    except OSError as exc:
-        warnings.warn(f"could not write the decode cache {path} ({exc.strerror or exc}); "
-                      f"set SIMCLR_CACHE_DIR to a writable directory", stacklevel=3)
+    except Exception as exc:  # OSError, or torch.save's RuntimeError on a full disk
+        reason = " ".join(str(getattr(exc, "strerror", None) or exc).split())[:200]
+        warnings.warn(f"could not write the decode cache in {path.parent} ({type(exc).__name__}: {reason}); "
+                      f"continuing without it; set SIMCLR_CACHE_DIR to a writable directory", stacklevel=3)
+
+
+def _decode_to_cache(root: Path, files: list[str], name: str, image_size: Optional[int], skip_corrupt: bool,
+                     path: Optional[Path], progress: bool) -> dict:
+    """Decode ``files``; with a cache ``path``, save them there under the key of the bytes decoded."""
+    size = (image_size, image_size) if image_size else _common_size(files, skip_corrupt, progress)
+    key = _ContentKey(root) if path is not None else None
+    images, skipped = _decode_files(files, size, skip_corrupt, progress, desc=f"decoding {name}", key=key)
+    if len(images) == 0:
+        raise CorruptImageError(f"none of the {len(files)} images in {root} could be decoded (e.g. {files[0]})")
+    entry = {"key": key.hexdigest() if key is not None else "", "images": images, "skipped": skipped}
+    if path is not None:
+        _write_cache(path, entry)
+    return entry
 
 
 def _load_folder(root: Path, name: str, image_size: Optional[int], skip_corrupt: bool, cache: bool,
-                 cache_dir: Path, progress: bool) -> ImageData:
-    """Decode an image folder once, then serve it from ``cache_dir`` while its files stay unchanged."""
-    files, labels, classes = _list_folder(root)
+                 cache_dir: Path, progress: bool, classes: Optional[list[str]] = None) -> ImageData:
+    """Decode an image folder once, then serve it from ``cache_dir`` while its files' content stays unchanged.
+
+    ``classes``: another split's class list, to label this folder's classes by name (see ``_list_folder``).
+    """
+    files, labels, classes = _list_folder(root, classes)
     tag = hashlib.sha1(f"{root.resolve()}|{image_size}".encode()).hexdigest()[:10]
     path = cache_dir / f"{name.replace('/', '_')}_{image_size or 'native'}px_{tag}.pt"
-    key = _signature(root, files) if cache else ""
-    hit = _read_cache(path, key) if cache else None
+    hit = _read_cache(path, _signature(root, files, progress)) if cache and path.is_file() else None
     from_cache = hit is not None
     if hit is None:
-        size = (image_size, image_size) if image_size else _common_size(files, skip_corrupt, progress)
-        images, skipped = _decode_files(files, size, skip_corrupt, progress, desc=f"decoding {name}")
-        if len(images) == 0:
-            raise CorruptImageError(f"none of the {len(files)} images in {root} could be decoded (e.g. {files[0]})")
-        hit = {"key": key, "images": images, "skipped": skipped}
-        if cache:
-            _write_cache(path, hit)
+        hit = _decode_to_cache(root, files, name, image_size, skip_corrupt, path if cache else None, progress)
     elif hit["skipped"]:
         bad = files[hit["skipped"][0]]
         if not skip_corrupt:
@@ -330,19 +387,50 @@ def _load_folder(root: Path, name: str, image_size: Optional[int], skip_corrupt:
 
 
 # --- CIFAR-10 and STL-10 binary releases (already uint8: no cache needed) -------------------------------------------
+CIFAR10_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+_NUMPY_GLOBALS = {("_reconstruct", "multiarray"), ("scalar", "multiarray"), ("_frombuffer", "numeric")}
+_PICKLE_ALLOWED = ({(f"numpy{core}.{mod}", name) for core in (".core", "._core") for name, mod in _NUMPY_GLOBALS}
+                   | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # encode: py3 protocol-2 bytes
+                   | {(b, t) for b in ("builtins", "__builtin__") for t in ("bytes", "bytearray", "str", "int",
+                                                                            "float", "list", "dict", "tuple")})
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a callable that no CIFAR-10 batch holds."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles what CIFAR-10 batches hold (dicts, lists, bytes, str, numpy arrays) and nothing else: a planted
+    file cannot run code, since every other global (``os.system``, ``builtins.eval``, ...) is refused."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _PICKLE_ALLOWED:
+            raise _RefusedGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
-    """One CIFAR python batch (a Python 2 pickle), with str keys."""
+    """One CIFAR python batch (a Python 2 pickle), with str keys, unpickled through an allow-list."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; the CIFAR-10 folder is incomplete (re-download it)")
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="latin1")
+    try:
+        with open(path, "rb") as f:
+            d = _BatchUnpickler(f, encoding="latin1").load()
+    except _RefusedGlobal as exc:
+        raise ValueError(f"refusing to unpickle {path}: it calls {exc}, which no CIFAR-10 batch holds (a planted or "
+                         f"foreign file?); nothing was run; replace it with the genuine file") from None
+    except Exception as exc:  # truncated or not a pickle at all
+        reason = " ".join(str(exc).split())[:200]
+        raise ValueError(f"cannot read the CIFAR-10 batch {path} ({type(exc).__name__}: {reason}); "
+                         f"re-download cifar-10-batches-py") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path} holds a {type(d).__name__}, not a CIFAR-10 batch dict; re-download it")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
 
 
 def _read_cifar_batches(root: Path, split: str) -> ImageData:
     """``cifar-10-batches-py``: rows of 3072 bytes, the 1024 R then G then B values of a row-major 32x32 image."""
-    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    batches = [_unpickle(root / n) for n in names]
+    batches = [_unpickle(root / n) for n in CIFAR10_BATCHES[split]]
     images = np.concatenate([np.asarray(b["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for b in batches])
     labels = torch.tensor([int(y) for b in batches for y in b["labels"]], dtype=torch.int64)
     classes = CIFAR10_CLASSES
@@ -411,6 +499,99 @@ def _locate(dataset: str, data_dir: Path, split: str, download: bool) -> tuple[s
     looked = f"{binary.name}/" + (f" and {dataset}/{split}/<class>/" if dataset == "cifar10" else "")
     pretty = {"cifar10": "CIFAR-10", "stl10": "STL-10"}[dataset]
     raise FileNotFoundError(f"{pretty} not found in {data_dir} (looked for {looked}); {fix}")
+
+
+def _load_cifar_folder(root: Path, split: str, image_size: Optional[int], **opts) -> ImageData:
+    """``cifar10/<split>/<class>/``; a split other than train takes its labels from the train split's class list
+    (matched by name), so a split missing a class keeps the others' labels; a class train lacks is an error."""
+    train = root.parent / "train"
+    classes = None
+    if split != "train" and train.is_dir() and root.is_dir():
+        problem = _extra_classes(root, train)
+        if problem:
+            raise FileNotFoundError(problem)
+        classes = _class_dirs(train)
+    return _load_folder(root, f"cifar10/{split}", image_size or 32, classes=classes, **opts)
+
+
+# --- is a data set there? (file names only: nothing is decoded) -----------------------------------------------------
+def _has_image(folder: Path) -> bool:
+    for _, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if any(not n.startswith(".") and n.lower().endswith(IMAGE_EXTENSIONS) for n in names):
+            return True
+    return False
+
+
+def _folder_problem(root: Path, flat_ok: bool = False) -> str:
+    """Why ``root`` is not an image folder ``<class>/<image>`` (or, if ``flat_ok``, ``<image>``), or ''.
+
+    File names only: nothing is opened.
+    """
+    if not root.is_dir():
+        return f"{root} is missing"
+    class_dirs = _class_dirs(root)
+    if not class_dirs:
+        if flat_ok and _has_image(root):
+            return ""
+        return f"{root} has no class folders (expected {root}/<class>/<image>)"
+    empty = [d for d in class_dirs if not _has_image(root / d)]
+    return f"class folder {root / empty[0]} holds no images" if empty else ""
+
+
+def _binary_files(name: str, split: str) -> list[str]:
+    if name == "cifar10":
+        return CIFAR10_BATCHES[split]
+    return [f"{p}_{x}.bin" for p in split.split("+") for x in ("X", "y") if x == "X" or p != "unlabeled"]
+
+
+def available(name: str, data_dir: Optional[PathLike] = None,
+              splits: Sequence[str] = ("train", "test")) -> tuple[bool, str]:
+    """Whether ``load_dataset(name, split, data_dir)`` finds its files for every split in ``splits``.
+
+    Only names are checked, nothing is decoded: a corrupt image is reported when it is decoded, by name.
+
+    Args:
+        name: ``cifar10``, ``stl10``, ``shapes`` (always there) or ``folder`` (``data_dir`` is the folder).
+        data_dir: as for ``load_dataset``; None: ``$SIMCLR_DATA_DIR``, else ``./data``.
+        splits: the splits that will be used.
+
+    Returns:
+        ``(True, "")``, or ``(False, why)`` with the exact file or folder that is missing, in one line.
+    """
+    name = name.lower()
+    if name not in DATASETS:
+        raise ValueError(f"dataset {name!r} is unknown; choose one of {', '.join(DATASETS)}")
+    bad = [s for s in splits if name in ("cifar10", "stl10") and s not in SPLITS[name]]
+    if bad:
+        raise ValueError(f"split {bad[0]!r} does not exist for {name}; choose one of {', '.join(SPLITS[name])}")
+    if name == "shapes":
+        return True, ""
+    data_dir = resolve_data_dir(data_dir)
+    if name == "folder":
+        problem = _folder_problem(data_dir, flat_ok=True)
+        return not problem, problem
+    binary = data_dir / ("cifar-10-batches-py" if name == "cifar10" else "stl10_binary")
+    if binary.is_dir():  # load_dataset reads the binary release whenever its folder is there
+        missing = list(dict.fromkeys(f for s in splits for f in _binary_files(name, s) if not (binary / f).is_file()))
+        return not missing, f"{binary} lacks {', '.join(missing)}" if missing else ""
+    if name == "stl10":
+        return False, f"stl10_binary/ missing under {data_dir}"
+    return _cifar_folder_available(data_dir, splits)
+
+
+def _cifar_folder_available(data_dir: Path, splits: Sequence[str]) -> tuple[bool, str]:
+    for split in splits:
+        root = data_dir / "cifar10" / split
+        if not root.is_dir():
+            return False, f"cifar10/{split} missing under {data_dir} (and no cifar-10-batches-py/ there)"
+        problem = _folder_problem(root)
+        train = data_dir / "cifar10" / "train"
+        if not problem and split != "train" and train.is_dir():
+            problem = _extra_classes(root, train)
+        if problem:
+            return False, problem
+    return True, ""
 
 
 # --- shapes: a generated, labelled set where colour does not give the class (paper Fig. 6) --------------------------
@@ -589,7 +770,7 @@ def load_dataset(name: str, split: str = "train", data_dir: Optional[PathLike] =
     else:
         kind, where = _locate(name, data_dir, split, download)
         if kind == "folder":
-            data = _load_folder(where, f"{name}/{split}", image_size or 32, **opts)
+            data = _load_cifar_folder(where, split, image_size, **opts)
         else:
             reader = _read_cifar_batches if name == "cifar10" else _read_stl10
             data = _resized(reader(where, split), image_size)

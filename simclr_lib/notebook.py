@@ -1,13 +1,15 @@
 """What every notebook of the series shares: the scale switch, data with an offline fallback, the shared run.
 
-One switch sets the scale: ``SIMCLR_SMOKE=1`` (CI: seconds), the default CPU-sized ``quick`` run, or ``full``
-on a GPU (chosen automatically when CUDA is present, or forced with ``SIMCLR_MODE=full``). Notebook 03 trains
+One switch sets the scale: ``SIMCLR_SMOKE=1`` (CI: seconds; also yes/true/on, while 0/no/false/off/empty mean
+no), the default CPU-sized ``quick`` run, or ``full`` on a GPU (chosen automatically when CUDA is present, or
+forced with ``SIMCLR_MODE=full``; both variables are case-insensitive). Notebook 03 trains
 the series' model; notebooks 04-06 load its checkpoint, or train it themselves first ("skip training if a
 checkpoint exists"), so each notebook also runs alone.
 """
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +21,7 @@ from .data import ImageData, load_dataset
 from .runtime import resolve_device
 
 MODES = ("smoke", "quick", "full")
+TRUE_WORDS, FALSE_WORDS = ("1", "yes", "true", "on"), ("", "0", "no", "false", "off")
 # The repository, in one place: every notebook's Colab badge and install cell use it (tests/test_notebooks.py checks)
 REPO_URL = "https://github.com/simclr-step-by-step/simclr-step-by-step"
 
@@ -32,15 +35,30 @@ def project_root() -> Path:
     return here
 
 
+def env_smoke() -> bool:
+    """``SIMCLR_SMOKE`` as a bool: 1/yes/true/on are True, unset/empty/0/no/false/off False (any case).
+
+    Raises:
+        ValueError: for any other value, in one line.
+    """
+    value = os.environ.get("SIMCLR_SMOKE", "")
+    word = value.strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ValueError(f"SIMCLR_SMOKE={value!r} is not a yes/no value; use 1/yes/true/on for smoke, "
+                     f"0/no/false/off (or leave it unset) for not")
+
+
 def resolve_mode(smoke: Optional[bool] = None, mode: Optional[str] = None) -> str:
-    """``smoke`` if SIMCLR_SMOKE=1 (or ``smoke=True``), else SIMCLR_MODE, else ``full`` on CUDA, else ``quick``."""
-    mode = mode or os.environ.get("SIMCLR_MODE")
-    if smoke if smoke is not None else os.environ.get("SIMCLR_SMOKE", "0") not in ("", "0", "false", "False"):
+    """``smoke`` if ``smoke=True`` (None: SIMCLR_SMOKE, see :func:`env_smoke`), else ``mode`` or SIMCLR_MODE (any
+    case), else ``full`` on CUDA, else ``quick``."""
+    if smoke if smoke is not None else env_smoke():
         return "smoke"
+    mode = mode or os.environ.get("SIMCLR_MODE")
     if mode:
-        if mode not in MODES:
-            raise ValueError(f"SIMCLR_MODE={mode!r} is unknown; choose one of {', '.join(MODES)}")
-        return mode
+        if mode.strip().lower() not in MODES:
+            raise ValueError(f"SIMCLR_MODE={mode!r} is unknown; choose one of {', '.join(MODES)} (any case)")
+        return mode.strip().lower()
     return "full" if torch.cuda.is_available() else "quick"
 
 
@@ -75,11 +93,12 @@ def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Op
     m = resolve_mode(smoke, mode)
     data_dir = data_dir or os.environ.get("SIMCLR_DATA_DIR") or str(project_root() / "data")
     device = resolve_device("auto")
-    from .quickstart import pick_dataset
+    from .quickstart import find_dataset
 
-    dataset = pick_dataset(data_dir, download=_online())
+    dataset, why = find_dataset(data_dir, download=_online())
     s = Setup(m, device, data_dir, dataset, project_root() / "runs" / "notebooks" / m)
-    print(f"mode={m} device={device} dataset={dataset} run_dir={s.run_dir}")
+    print(f"mode={m} device={device} dataset={dataset} run_dir={s.run_dir}"
+          + (f" (CIFAR-10 not usable: {why})" if why else ""))
     return s
 
 
@@ -109,10 +128,19 @@ def pretrained(s: Setup, force: bool = False, **overrides: Any):
     from .checkpoint import load_checkpoint, load_pretrained
     from .train import pretrain
 
-    if force or not s.checkpoint.is_file():
-        print(f"no checkpoint at {s.checkpoint}: training the series' model now ({s.mode} mode)")
-        pretrain(series_config(s, **overrides))
-    else:
+    if not force and s.checkpoint.is_file():
         print(f"loading the series' model from {s.checkpoint}")
+        try:
+            model, cfg = load_pretrained(s.checkpoint, map_location=s.device)
+            return model, cfg, load_checkpoint(s.checkpoint)["history"]
+        except (RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+            aside = s.checkpoint.with_name(s.checkpoint.name + ".corrupt")
+            os.replace(s.checkpoint, aside)
+            reason = " ".join(str(exc).split())[:160]
+            print(f"the checkpoint could not be read, so it was moved to {aside} ({type(exc).__name__}: {reason}); "
+                  f"retraining the series' model now ({s.mode} mode)", flush=True)
+    else:
+        print(f"no checkpoint at {s.checkpoint}: training the series' model now ({s.mode} mode)")
+    pretrain(series_config(s, **overrides))
     model, cfg = load_pretrained(s.checkpoint, map_location=s.device)
     return model, cfg, load_checkpoint(s.checkpoint)["history"]

@@ -13,19 +13,31 @@ from typing import Optional
 import torch
 
 from .config import SimCLRConfig
-from .data import ImageData, load_dataset
+from .data import ImageData, _download, available, resolve_data_dir
 from .models import build_model
 from .runtime import atomic_write_text, resolve_device, seed_everything
 from .train import labelled_splits, normalization, pretrain
 
 
+def find_dataset(data_dir: Optional[str], download: bool = False) -> tuple[str, str]:
+    """``("cifar10", "")`` when the data dir holds both its splits (or they can be downloaded), else
+    ``("shapes", why)``: the embedded set needs no file, and ``why`` says exactly what is missing.
+
+    Checks file names only: a corrupt image does not switch data sets; it is named when it is decoded.
+    """
+    ok, why = available("cifar10", data_dir)
+    if not ok and download:
+        where = resolve_data_dir(data_dir)
+        err = _download("cifar10", where, "train") or _download("cifar10", where, "test")
+        ok, why = available("cifar10", data_dir)
+        why = f"{why}; download failed ({err})" if err and not ok else why
+    return ("cifar10", "") if ok else ("shapes", why)
+
+
 def pick_dataset(data_dir: Optional[str], download: bool = False) -> str:
-    """``"cifar10"`` when the data dir holds it (or it can be downloaded), else ``"shapes"`` (needs no file)."""
-    try:
-        load_dataset("cifar10", "test", data_dir, progress=False, subset=10, download=download)
-        return "cifar10"
-    except (FileNotFoundError, RuntimeError, ValueError):
-        return "shapes"
+    """``"cifar10"`` when the data dir holds its train and test splits (or they can be downloaded), else
+    ``"shapes"``; :func:`find_dataset` also says why."""
+    return find_dataset(data_dir, download)[0]
 
 
 def probe(model, train: ImageData, test: ImageData, cfg: SimCLRConfig, device: torch.device,
@@ -47,9 +59,9 @@ def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = N
     from .embed import save_figure, side_by_side, tsne
 
     t0 = time.perf_counter()
-    name = dataset or pick_dataset(data_dir)
-    print(f"quickstart: pre-training on {name}" + ("" if name == "cifar10" else
-          " (CIFAR-10 not found in the data dir; using the embedded shapes set)"), flush=True)
+    name, why = (dataset, "") if dataset else find_dataset(data_dir)
+    print(f"quickstart: pre-training on {name}" + (f" (CIFAR-10 not usable: {why}; using the embedded shapes set)"
+                                                    if why else ""), flush=True)
     preset = SimCLRConfig.smoke if smoke else SimCLRConfig.quick
     overrides = dict(dataset=name, data_dir=data_dir, device=device, out_dir=out_dir, progress=progress, seed=seed)
     if epochs is not None:

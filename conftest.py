@@ -1,0 +1,22 @@
+"""Plain ``pytest`` runs the notebooks (and every test) at the seconds-long smoke scale.
+
+Loaded by pytest before anything is collected, so nbval's notebook kernels, which inherit this process's
+environment, see ``SIMCLR_SMOKE=1`` too. An explicit choice wins: set ``SIMCLR_MODE=quick`` (or ``SIMCLR_SMOKE=0``)
+to run the notebooks at the CPU "quick" scale.
+"""
+from __future__ import annotations
+
+import os
+from typing import MutableMapping
+
+SCALE_VARIABLES = ("SIMCLR_SMOKE", "SIMCLR_MODE")
+ENV_BEFORE = {k: os.environ.get(k) for k in SCALE_VARIABLES}  # as pytest was started (tests check it)
+
+
+def default_to_smoke(environ: MutableMapping[str, str]) -> None:
+    """Set ``SIMCLR_SMOKE=1`` in ``environ`` unless SIMCLR_SMOKE or SIMCLR_MODE is already set (even to '')."""
+    if not any(k in environ for k in SCALE_VARIABLES):
+        environ["SIMCLR_SMOKE"] = "1"
+
+
+default_to_smoke(os.environ)
