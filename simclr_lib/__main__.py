@@ -18,8 +18,11 @@ PRETRAIN_FLAGS = {  # flag -> (config field, type, help)
     "--data-dir": ("data_dir", str, "data directory (default: $SIMCLR_DATA_DIR, else ./data)"),
     "--folder": ("folder", str, "ImageFolder path for --dataset folder"),
     "--subset": ("subset", int, "use only the first N training images"),
-    "--image-size": ("image_size", int, "side of the augmented views"),
+    "--image-size": ("image_size", int, "side of the views (default: the data set's, 32 CIFAR-10, 96 STL-10)"),
     "--arch": ("arch", str, f"encoder: one of {', '.join(ARCHS)}"),
+    "--cifar-stem": ("cifar_stem", bool, "3x3 stride-1 stem without max-pool (default: CIFAR-10 yes, STL-10 no)"),
+    "--zero-init-residual": ("zero_init_residual", bool, "zero the last BN scale of each residual block"),
+    "--proj-last-bn": ("proj_last_bn", bool, "BatchNorm after the head's last layer (SimCLR v1 code)"),
     "--batch-size": ("batch_size", int, "images per step (global, over all processes)"),
     "--epochs": ("epochs", int, "passes over the training images"),
     "--lr": ("lr", float, "peak learning rate (default: from the LR scaling rule)"),
@@ -28,7 +31,9 @@ PRETRAIN_FLAGS = {  # flag -> (config field, type, help)
     "--weight-decay": ("weight_decay", float, "weight decay"),
     "--warmup-epochs": ("warmup_epochs", float, "linear warm-up epochs"),
     "--n-views": ("n_views", int, "views per image"),
-    "--color-strength": ("color_strength", float, "colour-jitter strength s"),
+    "--color-strength": ("color_strength", float, "colour-jitter strength s (default: 0.5 CIFAR-10, 1.0 STL-10)"),
+    "--blur": ("blur", bool, "Gaussian blur p=0.5 (default: off for CIFAR-10, on for STL-10)"),
+    "--min-scale": ("min_scale", float, "smallest crop area fraction (paper: 0.08)"),
     "--precision": ("precision", str, f"one of {', '.join(PRECISIONS)}"),
     "--seed": ("seed", int, "random seed"),
     "--device": ("device", str, "auto, cpu, cuda, cuda:N, mps"),
@@ -48,7 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     pre = sub.add_parser("pretrain", help="pre-train a SimCLR model")
     for flag, (_, typ, help_) in PRETRAIN_FLAGS.items():
-        pre.add_argument(flag, type=typ, help=help_)
+        if typ is bool:  # --blur / --no-blur; unset: the data set's default
+            pre.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            pre.add_argument(flag, type=typ, help=help_)
     pre.add_argument("--preset", choices=["default", "smoke", "quick"], default="default",
                      help="start from SimCLRConfig(), .smoke() or .quick(); flags override")
     pre.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")

@@ -448,6 +448,11 @@ def _check_batch(x: Tensor) -> Tensor:
 
 
 def _check_generator(generator: Optional[torch.Generator], device: torch.device) -> None:
-    if generator is not None and generator.device.type != device.type:
-        raise ValueError(f"generator is on {generator.device} but the images are on {device}; "
+    """A generator must live on the images' device, index included (a ``cuda:1`` generator cannot draw for
+    ``cuda:0`` images)."""
+    if generator is None:
+        return
+    g, d = generator.device, torch.device(device)
+    if g.type != d.type or (g.index is not None and d.index is not None and g.index != d.index):
+        raise ValueError(f"generator is on {g} but the images are on {d}; "
                          f"make it with torch.Generator(device=x.device)")

@@ -3,7 +3,8 @@
 A checkpoint is a plain dict of tensors and Python primitives::
 
     {"model": state_dict, "optimizer": ..., "scheduler": ..., "scaler": ... or None,
-     "rng": {"torch": ByteTensor, "cuda": [...], "augment": ByteTensor}, "epoch": int, "step": int,
+     "rng": {"torch": ByteTensor, "cuda": [...], "augment": ByteTensor, "ranks": [one such dict per process]},
+     "epoch": int, "step": int,
      "config": dict, "history": [dict, ...], "version": str}
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
 
 
 def rng_state(augment_generator: Optional[torch.Generator]) -> dict[str, Any]:
-    """Every random-number state the training loop draws from."""
+    """Every random-number state this process's training loop draws from (CPU byte tensors)."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -43,12 +44,48 @@ def rng_state(augment_generator: Optional[torch.Generator]) -> dict[str, Any]:
     return state
 
 
+def gather_rng_states(augment_generator: Optional[torch.Generator]) -> list[dict[str, Any]]:
+    """``rng_state`` of every process, in rank order (a collective under torchrun; one entry otherwise)."""
+    import torch.distributed as dist
+
+    from .distributed import is_distributed, world
+
+    state = rng_state(augment_generator)
+    if not is_distributed():
+        return [state]
+    states: list[Any] = [None] * world()[1]
+    dist.all_gather_object(states, state)
+    return [{k: _to_cpu(v) for k, v in s.items()} for s in states]
+
+
+def rng_state_of_rank(saved: dict[str, Any], rank: int, world_size: int, path: Union[str, Path] = "") -> dict:
+    """This process's states from a checkpoint's ``rng`` entry (``ranks`` holds one per process).
+
+    A run saved by W processes resumes with W processes: each must continue its own augmentation stream.
+    """
+    ranks = saved.get("ranks", [saved])
+    if len(ranks) != world_size:
+        raise ValueError(f"cannot resume from {path}: it was written by {len(ranks)} process(es) but "
+                         f"{world_size} run now; resume with --nproc_per_node {len(ranks)}")
+    return ranks[rank]
+
+
+def _to_cpu(value: Any) -> Any:
+    """RNG states must be CPU byte tensors: ``map_location`` or a gather may have put them elsewhere."""
+    if isinstance(value, torch.Tensor):
+        return value.to("cpu", torch.uint8)
+    if isinstance(value, (list, tuple)):
+        return [_to_cpu(v) for v in value]
+    return value
+
+
 def set_rng_state(state: dict[str, Any], augment_generator: Optional[torch.Generator]) -> None:
-    torch.set_rng_state(state["torch"])
+    """Restore what :func:`rng_state` saved (the states are moved to the CPU first, as torch requires)."""
+    torch.set_rng_state(_to_cpu(state["torch"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all(_to_cpu(state["cuda"]))
     if augment_generator is not None and "augment" in state:
-        augment_generator.set_state(state["augment"])
+        augment_generator.set_state(_to_cpu(state["augment"]))
 
 
 def load_pretrained(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu"):

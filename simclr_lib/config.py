@@ -17,6 +17,28 @@ OPTIMIZERS = ("lars", "sgd", "adam", "adamw")
 LR_SCALINGS = ("linear", "sqrt", "none")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUGMENT_BACKENDS = ("batched", "per_image")
+# Each data set's paper defaults for the fields left at None (App. B.9 for CIFAR-10; STL-10 as ImageNet, Sec. 3,
+# at 96 px with the ImageNet stem); "folder" takes them from its image size (see ``dataset_defaults``).
+DATASET_DEFAULTS = {
+    "cifar10": dict(image_size=32, cifar_stem=True, blur=False, color_strength=0.5),
+    "shapes": dict(image_size=32, cifar_stem=True, blur=False, color_strength=0.5),
+    "stl10": dict(image_size=96, cifar_stem=False, blur=True, color_strength=1.0),
+}
+SMALL_IMAGE = 64  # folder images up to this side get CIFAR-10's defaults, larger ones STL-10's
+
+
+def dataset_defaults(dataset: str, image_size: Optional[int] = None) -> dict[str, Any]:
+    """The paper defaults of ``image_size``, ``cifar_stem``, ``blur`` and ``color_strength`` for a data set.
+
+    For ``"folder"`` they follow the image size: CIFAR-10's up to ``SMALL_IMAGE`` px, STL-10's above (unknown
+    size: only the size is left open, to be read from the images).
+    """
+    if dataset in DATASET_DEFAULTS:
+        return dict(DATASET_DEFAULTS[dataset])
+    if image_size is None:
+        return dict(image_size=None, cifar_stem=None, blur=None, color_strength=None)
+    like = "cifar10" if image_size <= SMALL_IMAGE else "stl10"
+    return dict(DATASET_DEFAULTS[like], image_size=image_size)
 
 
 @dataclass
@@ -26,20 +48,22 @@ class SimCLRConfig:
     data_dir: Optional[str] = None  # None: $SIMCLR_DATA_DIR, else ./data
     folder: Optional[str] = None  # image-folder path for dataset="folder"
     subset: Optional[int] = None  # use only the first N training images (None: all)
-    image_size: int = 32  # side of the augmented views (32 for CIFAR-10, 96 for STL-10)
+    image_size: Optional[int] = None  # side of the views; None: the data set's (32 CIFAR-10, 96 STL-10, folder: its)
     download: bool = False  # allow torchvision to download a missing data set
     # --- augmentation (paper Sec. 3 and Appendix A) ---------------------------------------------------------
     n_views: int = 2  # views per image; 2 is the paper's setting
-    color_strength: float = 0.5  # s in ColorJitter(0.8s, 0.8s, 0.8s, 0.2s); 0.5 for CIFAR (App. B.9), 1.0 ImageNet
-    blur: bool = False  # Gaussian blur p=0.5; off for CIFAR (App. B.9), on for ImageNet/STL-10
+    color_strength: Optional[float] = None  # s of ColorJitter(0.8s, 0.8s, 0.8s, 0.2s); None: 0.5 CIFAR, 1.0 STL-10
+    blur: Optional[bool] = None  # Gaussian blur p=0.5; None: off for CIFAR (App. B.9), on for STL-10 (ImageNet)
     min_scale: float = 0.08  # lower bound of the RandomResizedCrop area fraction
     augment_backend: str = "batched"  # "batched" (SimCLRAugment on the device) or "per_image" (torchvision)
     # --- model (paper Sec. 2.1, 4.2, B.9) -------------------------------------------------------------------
     arch: str = "resnet18"  # encoder f: one of ARCHS ("small" is the fast CPU encoder)
-    cifar_stem: bool = True  # 3x3 stride-1 first conv and no max-pool (App. B.9); False for 96px+ inputs
+    cifar_stem: Optional[bool] = None  # 3x3 stride-1 conv, no max-pool (App. B.9); None: CIFAR yes, STL-10 no
+    zero_init_residual: bool = False  # zero the last BN scale of each residual block (the reference code does)
     proj_hidden_dim: Optional[int] = None  # hidden width of g; None: the encoder's feature dim (paper)
     proj_out_dim: int = 128  # dimension of z (paper: 128)
     proj_layers: int = 2  # linear layers in g (paper: 2, i.e. one hidden layer)
+    proj_last_bn: bool = False  # BatchNorm (scale, no shift) after g's last layer, as SimCLR v1's reference code
     # --- loss (paper Sec. 2.1, Eq. 1) ----------------------------------------------------------------------
     temperature: float = 0.5  # tau of NT-Xent; 0.5 is best for CIFAR-10 (App. B.9, Fig. B.7)
     # --- optimisation (paper Sec. 2.2, App. B.1) -----------------------------------------------------------
@@ -70,7 +94,15 @@ class SimCLRConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes saved with the run
 
     def __post_init__(self) -> None:
+        for name, value in dataset_defaults(self.dataset, self.image_size).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         self.validate()
+
+    def for_image_size(self, image_size: int) -> "SimCLRConfig":
+        """This config with ``image_size`` and the defaults that follow from it filled in (folder data)."""
+        fill = {k: v for k, v in dataset_defaults(self.dataset, image_size).items() if getattr(self, k) is None}
+        return self.replace(**fill)
 
     def validate(self) -> None:
         """Raise a one-line ``ValueError`` naming the bad field and what is allowed."""
@@ -79,8 +111,9 @@ class SimCLRConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
-        positive = {"temperature": self.temperature, "image_size": self.image_size, "epochs": self.epochs,
-                    "proj_out_dim": self.proj_out_dim, "color_strength": self.color_strength + 1e-12}
+        positive = {"temperature": self.temperature, "image_size": 1 if self.image_size is None else self.image_size,
+                    "epochs": self.epochs, "proj_out_dim": self.proj_out_dim,
+                    "color_strength": 1 if self.color_strength is None else self.color_strength + 1e-12}
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name}={value!r} must be > 0")

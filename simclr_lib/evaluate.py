@@ -324,9 +324,9 @@ def random_crop_flip(images: torch.Tensor, pad: int = 4, generator: Optional[tor
     Shape:
         images: (B, C, H, W) -> (B, C, H, W).
     """
-    b = len(images)
-    off = torch.randint(0, 2 * pad + 1, (2, b), generator=generator)
-    flip = torch.rand(b, generator=generator) < 0.5
+    b, dev = len(images), images.device
+    off = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=dev)  # drawn on the device: no copy
+    flip = torch.rand(b, generator=generator, device=dev) < 0.5
     return crop_flip_at(images, pad, off[0], off[1], flip)
 
 
@@ -339,7 +339,7 @@ def _train_epoch(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, opt
                  batch_size: int, pad: Optional[int], amp, gen: torch.Generator, bar) -> dict:
     """One pass in random order, dropping the last partial batch (all images if fewer than one batch)."""
     n, dev = len(x_all), x_all.device
-    perm, steps = torch.randperm(n, generator=gen).to(dev), max(1, n // batch_size)
+    perm, steps = torch.randperm(n, generator=gen, device=dev), max(1, n // batch_size)  # on the device
     loss_sum, correct, seen = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
     for s in range(steps):
         idx = perm[s * batch_size:(s + 1) * batch_size]
@@ -348,13 +348,9 @@ def _train_epoch(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, opt
             logits = model(normalize(to_float(xb), *stats)).float()  # B x K
         loss = F.cross_entropy(logits, y_all[idx])
         opt.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            opt.step()
-        else:  # fp16 only
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+        scaler.scale(loss).backward()  # the scaler is enabled for fp16 only
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         loss_sum += loss.detach() * len(idx)
         correct += (logits.argmax(1) == y_all[idx]).sum()
@@ -390,7 +386,7 @@ def train_supervised(encoder: nn.Module, feat_dim: int, train: ImageData, test: 
     opt = build_optimizer(model, "sgd", lr, weight_decay, momentum)
     steps = max(1, len(train) // batch_size)
     sched, amp = build_scheduler(opt, epochs * steps, 0), resolve_precision(precision, dev)
-    x_all, y_all, gen = train.images.to(dev), train.labels.to(dev), torch.Generator().manual_seed(seed)
+    x_all, y_all, gen = train.images.to(dev), train.labels.to(dev), torch.Generator(dev).manual_seed(seed)
     scaler, stats, history, t0 = make_grad_scaler(dev, amp), _check_stats(mean, std), [], time.perf_counter()
     with tqdm(total=epochs * steps, desc=mode, disable=not progress) as bar:
         for epoch in range(epochs):

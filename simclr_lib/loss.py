@@ -19,6 +19,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .runtime import no_autocast
+
 
 def _check(z: torch.Tensor, temperature: float, n_views: int) -> int:
     """Validate the arguments and return N, the number of images."""
@@ -80,7 +82,7 @@ def nt_xent(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2,
     """
     n = _check(z, temperature, n_views)
     m = z.shape[0]
-    with torch.autocast(device_type=z.device.type, enabled=False):
+    with no_autocast(z.device.type):
         zf = F.normalize(z.float(), dim=1)  # M x D, unit rows, float32 even under autocast
         if anchors is None:
             rows = torch.arange(m, device=z.device)

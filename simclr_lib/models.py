@@ -72,13 +72,16 @@ class SmallEncoder(nn.Module):
         return x.mean(dim=(2, 3))  # B x C (global average pool)
 
 
-def resnet_encoder(arch: str, cifar_stem: bool = True) -> nn.Module:
+def resnet_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool = False) -> nn.Module:
     """A torchvision ResNet without weights, ``fc`` replaced by Identity (and the CIFAR stem if asked).
+
+    ``zero_init_residual`` zeroes the scale of the last BatchNorm in every residual block, so each block starts
+    as the identity (Goyal et al. 2017; google-research/simclr does it; off by default here, docs/differences.md).
 
     Shape:
         (B, 3, H, W) -> (B, 512) for resnet18/34, (B, 2048) for resnet50.
     """
-    net = getattr(torchvision.models, arch)(weights=None)
+    net = getattr(torchvision.models, arch)(weights=None, zero_init_residual=zero_init_residual)
     if cifar_stem:  # App. B.9: 3x3 stride-1 conv1, no max-pool, for 32 px images
         net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
@@ -86,12 +89,14 @@ def resnet_encoder(arch: str, cifar_stem: bool = True) -> nn.Module:
     return net
 
 
-def build_encoder(arch: str, cifar_stem: bool = True) -> tuple[nn.Module, int]:
+def build_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool = False) -> tuple[nn.Module, int]:
     """The encoder f by name and its feature dimension (the size of h).
 
     Args:
         arch: one of ``config.ARCHS``: resnet18, resnet34, resnet50, small.
         cifar_stem: 3x3 stride-1 stem without max-pool (App. B.9); False for 96 px and larger inputs.
+        zero_init_residual: zero-initialised last BN scale of each residual block (ResNets; ``small`` has no
+            residual blocks and ignores it).
 
     Returns:
         (encoder, feat_dim); the encoder maps (B, 3, H, W) to (B, feat_dim).
@@ -101,7 +106,7 @@ def build_encoder(arch: str, cifar_stem: bool = True) -> tuple[nn.Module, int]:
         return encoder, encoder.feat_dim
     if arch not in RESNET_FEAT_DIMS:
         raise ValueError(f"arch={arch!r} is unknown; choose one of {', '.join(ARCHS)}")
-    return resnet_encoder(arch, cifar_stem), RESNET_FEAT_DIMS[arch]
+    return resnet_encoder(arch, cifar_stem, zero_init_residual), RESNET_FEAT_DIMS[arch]
 
 
 class ProjectionHead(nn.Module):
@@ -176,7 +181,9 @@ class SimCLRModel(nn.Module):
 
 def build_model(cfg: SimCLRConfig) -> SimCLRModel:
     """The SimCLR model of a config: ``cfg.arch`` / ``cfg.cifar_stem`` encoder and a ``cfg.proj_layers`` head
-    of width ``cfg.proj_hidden_dim`` (None: the encoder's) projecting to ``cfg.proj_out_dim``."""
-    encoder, feat_dim = build_encoder(cfg.arch, cfg.cifar_stem)
-    head = ProjectionHead(feat_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, cfg.proj_layers)
+    of width ``cfg.proj_hidden_dim`` (None: the encoder's) projecting to ``cfg.proj_out_dim`` (with a last BN if
+    ``cfg.proj_last_bn``)."""
+    encoder, feat_dim = build_encoder(cfg.arch, cfg.cifar_stem, cfg.zero_init_residual)
+    head = ProjectionHead(feat_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, cfg.proj_layers,
+                          last_bn=cfg.proj_last_bn)
     return SimCLRModel(encoder, head, feat_dim)

@@ -84,6 +84,14 @@ class Setup:
                             download=self.dataset == "cifar10" and _online())
 
 
+def rel(path: Path) -> str:
+    """``path`` relative to the project root when it lies inside it (stored notebook outputs carry no local paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
 def _online() -> bool:
     return os.environ.get("COLAB_RELEASE_TAG") is not None or os.environ.get("SIMCLR_DOWNLOAD") == "1"
 
@@ -97,7 +105,7 @@ def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Op
 
     dataset, why = find_dataset(data_dir, download=_online())
     s = Setup(m, device, data_dir, dataset, project_root() / "runs" / "notebooks" / m)
-    print(f"mode={m} device={device} dataset={dataset} run_dir={s.run_dir}"
+    print(f"mode={m} device={device} dataset={dataset} run_dir={rel(s.run_dir)}"
           + (f" (CIFAR-10 not usable: {why})" if why else ""))
     return s
 
@@ -129,7 +137,7 @@ def pretrained(s: Setup, force: bool = False, **overrides: Any):
     from .train import pretrain
 
     if not force and s.checkpoint.is_file():
-        print(f"loading the series' model from {s.checkpoint}")
+        print(f"loading the series' model from {rel(s.checkpoint)}")
         try:
             model, cfg = load_pretrained(s.checkpoint, map_location=s.device)
             return model, cfg, load_checkpoint(s.checkpoint)["history"]
@@ -137,10 +145,10 @@ def pretrained(s: Setup, force: bool = False, **overrides: Any):
             aside = s.checkpoint.with_name(s.checkpoint.name + ".corrupt")
             os.replace(s.checkpoint, aside)
             reason = " ".join(str(exc).split())[:160]
-            print(f"the checkpoint could not be read, so it was moved to {aside} ({type(exc).__name__}: {reason}); "
+            print(f"the checkpoint could not be read, so it was moved to {rel(aside)} ({type(exc).__name__}: {reason}); "
                   f"retraining the series' model now ({s.mode} mode)", flush=True)
     else:
-        print(f"no checkpoint at {s.checkpoint}: training the series' model now ({s.mode} mode)")
+        print(f"no checkpoint at {rel(s.checkpoint)}: training the series' model now ({s.mode} mode)")
     pretrain(series_config(s, **overrides))
     model, cfg = load_pretrained(s.checkpoint, map_location=s.device)
     return model, cfg, load_checkpoint(s.checkpoint)["history"]

@@ -30,10 +30,23 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
     return dev
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 matrix maths natively: CUDA compute capability >= 8.0 (Ampere and newer).
+
+    ``torch.cuda.is_bf16_supported()`` alone also says True on older GPUs (e.g. Colab's sm_75 T4), where bf16 is
+    emulated and slow.
+    """
+    if device.type != "cuda":
+        return False
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.get_device_capability(index) >= (8, 0)
+
+
 def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dtype]:
     """The autocast dtype for ``precision`` on ``device`` (None means plain fp32).
 
-    ``"auto"``: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU and MPS.
+    ``"auto"``: bf16 on GPUs with native bf16 (compute capability >= 8.0), fp16 (with a GradScaler, see
+    :func:`make_grad_scaler`) on older GPUs, fp32 on CPU and MPS.
     """
     if precision == "fp32":
         return None
@@ -44,7 +57,7 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
     if precision != "auto":
         raise ValueError(f"precision={precision!r} is unknown; choose one of auto, fp32, bf16, fp16")
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16(device) else torch.float16
     return None
 
 
@@ -55,11 +68,21 @@ def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def make_grad_scaler(device: torch.device, dtype: Optional[torch.dtype]) -> Optional["torch.amp.GradScaler"]:
-    """A GradScaler only for fp16 (bf16 and fp32 need none)."""
-    if dtype is torch.float16:
-        return torch.amp.GradScaler(device.type)
-    return None
+def no_autocast(device_type: str):
+    """Autocast switched off (float32 maths) on ``device_type``; a plain context where autocast does not exist
+    (the ``meta`` device, which the tests use to prove the training step needs no host sync)."""
+    available = getattr(torch.amp, "is_autocast_available", lambda t: t in ("cpu", "cuda", "mps", "xpu"))
+    if not available(device_type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
+def make_grad_scaler(device: torch.device, dtype: Optional[torch.dtype]) -> "torch.amp.GradScaler":
+    """A ``GradScaler`` that is enabled only for fp16 (bf16 and fp32 need none; a disabled one is a no-op).
+
+    One object either way, so the training step has no ``if scaler`` branch.
+    """
+    return torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
 
 
 def seed_everything(seed: int) -> None:

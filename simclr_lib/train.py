@@ -1,10 +1,14 @@
 """``pretrain(cfg)``: the SimCLR training loop (paper Sec. 2, Algorithm 1) wiring data, augment, model, loss, optim.
 
-uint8 images live on the training device; each step draws a batch, augments it there into ``n_views`` views
-(:class:`~simclr_lib.augment.SimCLRAugment`, per-sample parameters), normalises, embeds (h, z) under autocast,
-gathers z across ranks (torchrun) and minimises NT-Xent with LARS (or SGD/Adam/AdamW) under a per-step warm-up +
-cosine schedule. Checkpoints are atomic and hold every state needed to resume bit-exactly on CPU; a NaN/inf loss
-stops the run and keeps the last good checkpoint.
+Split as nanoGPT splits its loop: :func:`setup_run` builds everything a run needs (device, process group, data on
+the device, model, optimiser, schedule, scaler, augmentation, generator, resume); :func:`train_step` is one
+optimiser step (forward -> gather -> NT-Xent -> backward -> step); :func:`pretrain` runs the epochs and does the
+end-of-epoch work (record, kNN monitor, TensorBoard, checkpoint).
+
+uint8 images live on the training device and each epoch's order is built there once, so the step loop holds
+no host sync but the logging ones every ``LOG_EVERY`` steps. Checkpoints are atomic and hold every state needed
+to resume bit-exactly, every process's augmentation generator included; a NaN/inf loss stops the run and keeps
+the last good checkpoint.
 """
 from __future__ import annotations
 
@@ -15,11 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import __version__
 from .augment import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, SimCLRAugment, normalize
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import gather_rng_states, load_checkpoint, rng_state_of_rank, save_checkpoint, set_rng_state
 from .config import SimCLRConfig
 from .data import ImageData, load_dataset
 from .distributed import gather_views, init_from_env, is_distributed, world
@@ -30,8 +35,8 @@ from .runtime import (atomic_write_text, autocast_context, make_grad_scaler, res
                       seed_everything)
 
 LOG_EVERY = 10  # steps between host syncs for the progress bar, TensorBoard and the NaN check
-RESUME_MUST_MATCH = ("dataset", "subset", "arch", "cifar_stem", "proj_hidden_dim", "proj_out_dim", "proj_layers",
-                     "batch_size", "n_views", "optimizer", "image_size")
+RESUME_MUST_MATCH = ("dataset", "subset", "arch", "cifar_stem", "zero_init_residual", "proj_hidden_dim",
+                     "proj_out_dim", "proj_layers", "proj_last_bn", "batch_size", "n_views", "optimizer", "image_size")
 
 
 @dataclass
@@ -42,6 +47,37 @@ class PretrainResult:
     metrics: dict = field(default_factory=dict)  # what metrics.json holds
     out_dir: Optional[Path] = None
     checkpoint: Optional[Path] = None
+
+
+@dataclass
+class Run:
+    """Everything :func:`setup_run` builds for one pre-training run (one per process under torchrun)."""
+    cfg: SimCLRConfig
+    device: torch.device
+    rank: int
+    world_size: int
+    images: torch.Tensor  # N x 3 x H x W uint8, on the training device (on the CPU for CPU runs)
+    model: torch.nn.Module  # what the step calls (DDP- and compile-wrapped)
+    core: SimCLRModel  # the unwrapped model (what checkpoints hold)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: "torch.amp.GradScaler"  # enabled for fp16 only
+    dtype: Optional[torch.dtype]  # autocast dtype (None: fp32)
+    augment: Any
+    generator: torch.Generator  # this process's augmentation generator, on the training device
+    steps_per_epoch: int
+    monitor: Optional[tuple[ImageData, ImageData]] = None
+    start_epoch: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.cfg.out_dir) / "checkpoints" / "last.pt"
 
 
 def normalization(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -89,6 +125,9 @@ def knn_monitor(model: SimCLRModel, monitor: tuple[ImageData, ImageData], cfg: S
 def _make_model(cfg: SimCLRConfig, device: torch.device, local_rank: Optional[int]):
     """Build the model on the device; SyncBatchNorm + DDP under torchrun; optional channels_last/compile.
 
+    Under torchrun on CUDA, BatchNorm statistics are global (SyncBatchNorm, the paper's "global BN", Sec. 2.2);
+    gloo processes on a CPU keep per-process BatchNorm (SyncBatchNorm has no CPU kernel).
+
     Returns (model to call, the unwrapped SimCLRModel).
     """
     model = build_model(cfg).to(device)
@@ -105,19 +144,31 @@ def _make_model(cfg: SimCLRConfig, device: torch.device, local_rank: Optional[in
     return model, core
 
 
-def _check_resume(ckpt: dict, cfg: SimCLRConfig, path: Path) -> None:
-    saved = ckpt["config"]
-    diff = [k for k in RESUME_MUST_MATCH if saved.get(k) != getattr(cfg, k)]
-    if diff:
-        k = diff[0]
-        raise ValueError(f"cannot resume from {path}: {k}={saved.get(k)!r} there but {getattr(cfg, k)!r} now; "
-                         "use the run's own settings or a new --out")
+def epoch_order(n: int, batch_size: int, epoch: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                device: Union[str, torch.device] = "cpu") -> torch.Tensor:
+    """This process's image indices for every step of one epoch, on ``device``: one copy per epoch, none per step.
+
+    The order is ``DistributedSampler``'s (shuffled by ``seed + epoch``, the same on every process, each taking
+    every ``world_size``-th image); the last partial batch is dropped.
+
+    Shape:
+        -> (n // batch_size, batch_size // world_size) int64.
+    """
+    sampler = torch.utils.data.DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True,
+                                                  seed=seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    steps, local = n // batch_size, batch_size // world_size
+    order = torch.tensor(list(sampler), dtype=torch.long)[:steps * local]  # steps*local, this rank's images
+    return order.view(steps, local).to(device)
 
 
 def _views(images: torch.Tensor, idx: torch.Tensor, cfg: SimCLRConfig, augment, generator,
            device: torch.device) -> torch.Tensor:
-    """Augmented, normalised views of ``images[idx]``. Shape: (B,) -> (n_views*B, 3, S, S), view-major."""
-    x = images[idx.to(images.device)]  # B x 3 x H x W uint8
+    """Augmented, normalised views of ``images[idx]`` (``idx`` on the images' device: no host sync).
+
+    Shape: (B,) -> (n_views*B, 3, S, S), view-major.
+    """
+    x = images[idx]  # B x 3 x H x W uint8
     if cfg.augment_backend == "batched":
         views = augment.views(x.to(device, non_blocking=True), cfg.n_views, generator=generator)
     else:
@@ -131,12 +182,226 @@ def _views(images: torch.Tensor, idx: torch.Tensor, cfg: SimCLRConfig, augment, 
     return views
 
 
-def _save(path: Path, core: SimCLRModel, opt, sched, scaler, gen, epoch: int, step: int, cfg: SimCLRConfig,
-          history: list[dict]) -> Path:
-    state = dict(model=core.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                 scaler=scaler.state_dict() if scaler is not None else None, rng=rng_state(gen), epoch=epoch,
-                 step=step, config=cfg.to_dict(), history=history, version=__version__)
-    return save_checkpoint(state, path)
+def train_step(model: torch.nn.Module, views: torch.Tensor, optimizer: torch.optim.Optimizer,
+               scaler: "torch.amp.GradScaler", temperature: float = 0.5, n_views: int = 2,
+               dtype: Optional[torch.dtype] = None, scheduler: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SimCLR optimiser step (paper Algorithm 1): embed, gather across processes, NT-Xent, backward, step.
+
+    The scaler is a ``torch.amp.GradScaler`` that is enabled for fp16 only (``runtime.make_grad_scaler``); a
+    disabled one passes the loss and the step through unchanged. No host sync (an enabled fp16 scaler checks for
+    inf gradients on the host: one sync per step, the price of fp16).
+
+    Shape:
+        views: (n_views * B, 3, S, S) -> loss (), z_all (n_views * B * world_size, out_dim), both detached.
+    """
+    with autocast_context(views.device, dtype):
+        _, z = model(views)  # z: V*B x out_dim
+    z_all, rows = gather_views(z, n_views) if is_distributed() else (z, None)
+    loss = nt_xent(z_all, temperature, n_views, anchors=rows)  # float32 (autocast off inside)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach(), z_all.detach()
+
+
+def _init_process(cfg: SimCLRConfig) -> tuple[torch.device, Optional[int]]:
+    """The training device and the local rank (None outside torchrun); each CUDA process gets its own GPU."""
+    device = resolve_device(cfg.device)
+    local_rank = init_from_env(device)
+    if local_rank is not None and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return device, local_rank
+
+
+def _check_data(cfg: SimCLRConfig, n: int, world_size: int) -> None:
+    if n < cfg.batch_size:
+        raise ValueError(f"batch_size={cfg.batch_size} is larger than the dataset ({n} images); "
+                         "lower --batch-size or use more data")
+    if cfg.batch_size % world_size:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes {world_size}")
+
+
+def _make_augment(cfg: SimCLRConfig, device: torch.device, augment: Optional[Any]) -> Any:
+    if augment is not None:
+        return augment.to(device) if isinstance(augment, torch.nn.Module) else augment
+    if cfg.augment_backend == "batched":
+        return SimCLRAugment(cfg.image_size, cfg.color_strength, cfg.blur, cfg.min_scale).to(device)
+    from .augment import reference_transform
+
+    return reference_transform(cfg.image_size, cfg.color_strength, cfg.blur, cfg.min_scale)
+
+
+def setup_run(cfg: SimCLRConfig, data: Optional[ImageData] = None,
+              monitor: Optional[tuple[ImageData, ImageData]] = None, augment: Optional[Any] = None) -> Run:
+    """Set up a run: device and process group, data on the device, model, optimiser, schedule, scaler, augment."""
+    device, local_rank = _init_process(cfg)
+    rank, world_size = world()
+    seed_everything(cfg.seed)
+    data = data if data is not None else load_pretrain_data(cfg)
+    if cfg.image_size is None:  # folder data: the defaults follow its image size
+        cfg = cfg.for_image_size(data.images.shape[-1])
+    _check_data(cfg, len(data), world_size)
+    if monitor is None and cfg.knn_every > 0:
+        monitor = load_monitor_data(cfg)
+    model, core = _make_model(cfg, device, local_rank)
+    opt = build_optimizer(core, cfg.optimizer, cfg.peak_lr(), cfg.weight_decay, cfg.momentum, cfg.lars_eta)
+    steps_per_epoch = len(data) // cfg.batch_size  # the last partial batch is dropped
+    sched = build_scheduler(opt, cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch))
+    dtype = resolve_precision(cfg.precision, device)
+    images = data.images.to(device)  # uint8 on the device (airbench); a no-op on the CPU
+    return Run(cfg=cfg, device=device, rank=rank, world_size=world_size, images=images, model=model, core=core,
+               optimizer=opt, scheduler=sched, scaler=make_grad_scaler(device, dtype), dtype=dtype,
+               augment=_make_augment(cfg, device, augment),
+               generator=torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank),
+               steps_per_epoch=steps_per_epoch, monitor=monitor)
+
+
+def _check_resume(ckpt: dict, cfg: SimCLRConfig, path: Path) -> None:
+    saved = ckpt["config"]
+    diff = [k for k in RESUME_MUST_MATCH if saved.get(k) != getattr(cfg, k)]
+    if diff:
+        k = diff[0]
+        raise ValueError(f"cannot resume from {path}: {k}={saved.get(k)!r} there but {getattr(cfg, k)!r} now; "
+                         "use the run's own settings or a new --out")
+
+
+def resume_run(run: Run, path: Path) -> None:
+    """Load a checkpoint into ``run``: weights, optimiser, schedule, scaler, this process's RNG states, progress.
+
+    The file is read onto the CPU (RNG states must be CPU byte tensors); ``load_state_dict`` then copies each
+    tensor to the device of the parameter or buffer it fills.
+    """
+    ckpt = load_checkpoint(path, map_location="cpu")
+    _check_resume(ckpt, run.cfg, path)
+    run.core.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    if run.scaler.is_enabled() and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(rng_state_of_rank(ckpt["rng"], run.rank, run.world_size, path), run.generator)
+    run.start_epoch, run.step, run.history = ckpt["epoch"], ckpt["step"], list(ckpt["history"])
+
+
+def save_run(run: Run, epoch: int) -> Optional[Path]:
+    """Write ``checkpoints/last.pt`` atomically (the main process), with every process's RNG states.
+
+    A collective under torchrun: every process calls it; all wait until the file is complete.
+    """
+    rng = gather_rng_states(run.generator)  # one state dict per process
+    path = None
+    if run.main:
+        state = dict(model=run.core.state_dict(), optimizer=run.optimizer.state_dict(),
+                     scheduler=run.scheduler.state_dict(),
+                     scaler=run.scaler.state_dict() if run.scaler.is_enabled() else None,
+                     rng=dict(rng[0], ranks=rng) if len(rng) > 1 else rng[0], epoch=epoch, step=run.step,
+                     config=run.cfg.to_dict(), history=run.history, version=__version__)
+        path = save_checkpoint(state, run.checkpoint_path)
+    if is_distributed():
+        dist.barrier()  # no process reads the checkpoint before it is complete
+    return path
+
+
+def _log_step(run: Run, loss: torch.Tensor, loss_sum: torch.Tensor, z_all: torch.Tensor, epoch: int, bar,
+              writer, last_good: Optional[Path]) -> None:
+    """The logging sync: NaN check, progress bar, TensorBoard scalars."""
+    value = loss.item()
+    if not torch.isfinite(loss_sum):
+        bar.close()
+        where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written"
+        raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, step {run.step}: training "
+                                 f"stopped and {where}; lower the learning rate or use precision=fp32")
+    lr = run.optimizer.param_groups[0]["lr"]
+    bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.3g}", epoch=epoch + 1)
+    if writer is not None:
+        acc = contrastive_accuracy(z_all, run.cfg.n_views)
+        writer.add_scalar("train/loss", value, run.step)
+        writer.add_scalar("train/lr", lr, run.step)
+        writer.add_scalar("train/contrastive_top1", acc["top1"], run.step)
+        writer.add_scalar("train/contrastive_top5", acc["top5"], run.step)
+
+
+def _step_loop(run: Run, order: torch.Tensor, log: Callable[..., None], bar=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The steps of one epoch, device work only: ``log(loss, loss_sum, z_all)`` every ``LOG_EVERY`` steps and
+    at the last one is the only place that may sync with the host.
+
+    Shape:
+        order: (steps, local batch) on the images' device -> loss_sum (), z_all of the last step.
+    """
+    cfg = run.cfg
+    loss_sum = torch.zeros((), device=run.device)
+    for i in range(len(order)):
+        views = _views(run.images, order[i], cfg, run.augment, run.generator, run.device)  # V*b x 3 x S x S
+        loss, z_all = train_step(run.model, views, run.optimizer, run.scaler, cfg.temperature, cfg.n_views,
+                                 run.dtype, run.scheduler)
+        run.step += 1
+        loss_sum += loss
+        if (i + 1) % LOG_EVERY == 0 or i + 1 == len(order):  # the only host syncs of the step loop
+            log(loss, loss_sum, z_all)
+        if bar is not None:
+            bar.update(1)
+    return loss_sum, z_all
+
+
+def train_epoch(run: Run, epoch: int, bar, writer=None, last_good: Optional[Path] = None) -> dict:
+    """One pass over the data in this epoch's order; returns the epoch's record (loss, lr, speed, accuracy)."""
+    cfg = run.cfg
+    order = epoch_order(len(run.images), cfg.batch_size, epoch, cfg.seed, run.rank, run.world_size,
+                        run.images.device)  # steps x local batch, on the device: one copy per epoch
+    t0 = time.perf_counter()
+    loss_sum, z_all = _step_loop(run, order, lambda *a: _log_step(run, *a, epoch, bar, writer, last_good), bar)
+    seconds = time.perf_counter() - t0
+    record = dict(epoch=epoch + 1, step=run.step, loss=(loss_sum / run.steps_per_epoch).item(),
+                  lr=run.optimizer.param_groups[0]["lr"], seconds=seconds,
+                  views_per_s=run.steps_per_epoch * cfg.batch_size * cfg.n_views / seconds)
+    record.update({f"contrastive_{k}": v for k, v in contrastive_accuracy(z_all, cfg.n_views).items()})
+    return record
+
+
+def _end_epoch(run: Run, record: dict, writer, last_good: Optional[Path]) -> Optional[Path]:
+    """kNN monitor (when due), history, TensorBoard, checkpoint (when due); returns the last good checkpoint."""
+    cfg, epoch = run.cfg, record["epoch"]
+    if run.monitor is not None and run.main and (epoch % cfg.knn_every == 0 or epoch == cfg.epochs):
+        record["knn_top1"] = knn_monitor(run.core, run.monitor, cfg, run.device)
+    run.history.append(record)
+    if writer is not None:
+        for k in ("views_per_s", "knn_top1"):
+            if k in record:
+                writer.add_scalar(f"train/{k}", record[k], run.step)
+        writer.flush()
+    if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+        return save_run(run, epoch)
+    return last_good
+
+
+def _open_outputs(run: Run):
+    """config.json and the TensorBoard writer (main process only); returns the writer or None."""
+    if not run.main:
+        return None
+    out = Path(run.cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(dict(run.cfg.to_dict(), version=__version__), indent=2), out / "config.json")
+    if not run.cfg.tensorboard:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out))
+
+
+def _finish(run: Run) -> PretrainResult:
+    """metrics.json (main process) and the result."""
+    history = run.history
+    final = history[-1] if history else {}
+    metrics = dict(final, epochs_run=len(history), total_seconds=sum(r["seconds"] for r in history),
+                   device=str(run.device), world_size=run.world_size, version=__version__, seed=run.cfg.seed)
+    out = Path(run.cfg.out_dir)
+    if run.main:
+        atomic_write_text(json.dumps(dict(metrics=metrics, history=history), indent=2), out / "metrics.json")
+    return PretrainResult(model=run.core, config=run.cfg, history=history, metrics=metrics, out_dir=out,
+                          checkpoint=run.checkpoint_path if run.main else None)
 
 
 def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
@@ -157,135 +422,23 @@ def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
         PretrainResult with the model, per-epoch history and final metrics; ``out_dir`` holds config.json,
         metrics.json, TensorBoard events and checkpoints/last.pt.
     """
-    device = resolve_device(cfg.device)
-    local_rank = init_from_env(device)
-    if local_rank is not None and device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    rank, world_size = world()
-    seed_everything(cfg.seed)
-    out = Path(cfg.out_dir)
-    ckpt_path = out / "checkpoints" / "last.pt"
-
-    data = data if data is not None else load_pretrain_data(cfg)
-    if len(data) < cfg.batch_size:
-        raise ValueError(f"batch_size={cfg.batch_size} is larger than the dataset ({len(data)} images); "
-                         "lower --batch-size or use more data")
-    if cfg.batch_size % world_size:
-        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes {world_size}")
-    if monitor is None and cfg.knn_every > 0:
-        monitor = load_monitor_data(cfg)
-    images = data.images.to(device) if device.type != "cpu" else data.images  # uint8 on the device (airbench)
-
-    model, core = _make_model(cfg, device, local_rank)
-    opt = build_optimizer(core, cfg.optimizer, cfg.peak_lr(), cfg.weight_decay, cfg.momentum, cfg.lars_eta)
-    steps_per_epoch = len(data) // cfg.batch_size  # the last partial batch is dropped
-    total_steps = cfg.epochs * steps_per_epoch
-    sched = build_scheduler(opt, total_steps, round(cfg.warmup_epochs * steps_per_epoch))
-    dtype = resolve_precision(cfg.precision, device)
-    scaler = make_grad_scaler(device, dtype)
-    if augment is not None:
-        augment = augment.to(device) if isinstance(augment, torch.nn.Module) else augment
-    elif cfg.augment_backend == "batched":
-        augment = SimCLRAugment(cfg.image_size, cfg.color_strength, cfg.blur, cfg.min_scale).to(device)
-    else:
-        from .augment import reference_transform
-
-        augment = reference_transform(cfg.image_size, cfg.color_strength, cfg.blur, cfg.min_scale)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
-    sampler = torch.utils.data.DistributedSampler(range(len(data)), num_replicas=world_size, rank=rank,
-                                                  shuffle=True, seed=cfg.seed, drop_last=True)
-    local_batch = cfg.batch_size // world_size
-
-    start_epoch, step, history = 0, 0, []
+    run = setup_run(cfg, data, monitor, augment)
+    last_good = None
     if resume:
-        path = Path(resume) if not isinstance(resume, bool) else ckpt_path
-        ckpt = load_checkpoint(path, map_location=device)
-        _check_resume(ckpt, cfg, path)
-        core.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt["scaler"] is not None:
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"], gen)
-        start_epoch, step, history = ckpt["epoch"], ckpt["step"], list(ckpt["history"])
-
-    main = rank == 0
-    writer = None
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(json.dumps(dict(cfg.to_dict(), version=__version__), indent=2), out / "config.json")
-        if cfg.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(out))
-    bar = tqdm(total=total_steps, initial=step, disable=not (cfg.progress and main), desc="pretrain",
-               unit="step", dynamic_ncols=True)
-    model.train()
-    last_good = ckpt_path if resume else None
-    for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        order = torch.tensor(list(sampler), dtype=torch.long)  # this rank's images, reshuffled every epoch
-        loss_sum = torch.zeros((), device=device)
-        t0 = time.perf_counter()
-        for i in range(steps_per_epoch):
-            idx = order[i * local_batch:(i + 1) * local_batch]
-            views = _views(images, idx, cfg, augment, gen, device)  # V*b x 3 x S x S
-            with autocast_context(device, dtype):
-                _, z = model(views)  # z: V*b x out_dim
-            z_all, rows = gather_views(z, cfg.n_views) if is_distributed() else (z, None)
-            loss = nt_xent(z_all, cfg.temperature, cfg.n_views, anchors=rows)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            sched.step()
-            step += 1
-            loss_sum += loss.detach()
-            if (i + 1) % LOG_EVERY == 0 or i + 1 == steps_per_epoch:  # the only host syncs of the step loop
-                value = loss.item()
-                if not torch.isfinite(loss_sum):
-                    bar.close()
-                    where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written"
-                    raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, step {step}: training "
-                                             f"stopped and {where}; lower the learning rate or use precision=fp32")
-                lr = opt.param_groups[0]["lr"]
-                bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.3g}", epoch=epoch + 1)
-                if writer is not None:
-                    acc = contrastive_accuracy(z_all.detach(), cfg.n_views)
-                    writer.add_scalar("train/loss", value, step)
-                    writer.add_scalar("train/lr", lr, step)
-                    writer.add_scalar("train/contrastive_top1", acc["top1"], step)
-                    writer.add_scalar("train/contrastive_top5", acc["top5"], step)
-            bar.update(1)
-        seconds = time.perf_counter() - t0
-        record = dict(epoch=epoch + 1, step=step, loss=(loss_sum / steps_per_epoch).item(),
-                      lr=opt.param_groups[0]["lr"], seconds=seconds,
-                      views_per_s=steps_per_epoch * cfg.batch_size * cfg.n_views / seconds)
-        record.update({f"contrastive_{k}": v for k, v in contrastive_accuracy(z_all.detach(), cfg.n_views).items()})
-        if monitor is not None and main and ((epoch + 1) % cfg.knn_every == 0 or epoch + 1 == cfg.epochs):
-            record["knn_top1"] = knn_monitor(core, monitor, cfg, device)
-        history.append(record)
+        last_good = Path(resume) if not isinstance(resume, bool) else run.checkpoint_path
+        resume_run(run, last_good)
+    writer = _open_outputs(run)
+    bar = tqdm(total=cfg.epochs * run.steps_per_epoch, initial=run.step, desc="pretrain", unit="step",
+               disable=not (cfg.progress and run.main), dynamic_ncols=True)
+    run.model.train()
+    try:
+        for epoch in range(run.start_epoch, cfg.epochs):
+            record = train_epoch(run, epoch, bar, writer, last_good)
+            last_good = _end_epoch(run, record, writer, last_good)
+            if any([cb(record) for cb in callbacks]):
+                break
+    finally:
+        bar.close()
         if writer is not None:
-            for k in ("views_per_s", "knn_top1"):
-                if k in record:
-                    writer.add_scalar(f"train/{k}", record[k], step)
-            writer.flush()
-        if main and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
-            last_good = _save(ckpt_path, core, opt, sched, scaler, gen, epoch + 1, step, cfg, history)
-        if any([cb(record) for cb in callbacks]):
-            break
-    bar.close()
-    if writer is not None:
-        writer.close()
-    final = history[-1] if history else {}
-    metrics = dict(final, epochs_run=len(history), total_seconds=sum(r["seconds"] for r in history),
-                   device=str(device), world_size=world_size, version=__version__, seed=cfg.seed)
-    if main:
-        atomic_write_text(json.dumps(dict(metrics=metrics, history=history), indent=2), out / "metrics.json")
-    return PretrainResult(model=core, config=cfg, history=history, metrics=metrics, out_dir=out,
-                          checkpoint=ckpt_path if main else None)
+            writer.close()
+    return _finish(run)

@@ -78,3 +78,41 @@ def test_gather_outside_process_group_is_identity():
     z = torch.randn(6, 4)
     z_all, rows = gather_views(z, 2)
     assert torch.equal(z_all, z) and torch.equal(rows, torch.arange(6))
+
+
+def _pretrain_worker(rank, world, port, out_dir, interrupt_at):
+    """One torchrun-like process: a 3-epoch smoke run, optionally interrupted after ``interrupt_at`` and resumed."""
+    import pytest
+
+    from simclr_lib.config import SimCLRConfig
+    from simclr_lib.train import pretrain
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    cfg = SimCLRConfig.smoke(out_dir=out_dir, device="cpu", subset=128, batch_size=32, epochs=3, knn_every=0,
+                             tensorboard=False, channels_last=False)
+
+    def stop(record):
+        if record["epoch"] == interrupt_at:
+            raise KeyboardInterrupt
+    if interrupt_at:
+        with pytest.raises(KeyboardInterrupt):
+            pretrain(cfg, callbacks=[stop])
+    result = pretrain(cfg, resume=bool(interrupt_at))
+    if rank == 0:
+        torch.save(result.model.state_dict(), out_dir + "/final.pt")
+    dist.destroy_process_group()
+
+
+def test_two_process_run_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+    """Every process resumes its own augmentation stream (only rank 0's was saved, and every rank loaded it)."""
+    ends = []
+    for name, interrupt_at in (("whole", 0), ("resumed", 2)):
+        out = str(tmp_path / name)
+        mp.spawn(_pretrain_worker, args=(2, _free_port(), out, interrupt_at), nprocs=2, join=True)
+        ends.append(torch.load(out + "/final.pt", weights_only=True))
+    assert all(torch.equal(ends[0][k], ends[1][k]) for k in ends[0])
+    ckpt = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)
+    assert len(ckpt["rng"]["ranks"]) == 2
+    assert not torch.equal(ckpt["rng"]["ranks"][0]["augment"], ckpt["rng"]["ranks"][1]["augment"])

@@ -51,3 +51,17 @@ def test_cells_are_thin_and_executed(name):
                 n = node.end_lineno - node.lineno + 1
                 assert n <= MAX_DEF_LINES, f"{name}: {node.name} is {n} lines; move it into simclr_lib"
         assert c.get("execution_count") is not None, f"{name}: a cell was never run; store a real run's outputs"
+
+
+TRAINS = ("train_step(", ".backward()", "build_optimizer(", "pretrain(")
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_what_a_notebook_trains_runs_on_its_device(name):
+    """A cell that trains builds its model on the notebook's device (``s.device``), never on the default CPU:
+    notebook 03's opened-up step and optimiser race ran on the CPU in full mode on a GPU machine."""
+    for c in _cells(name):
+        text = c["text"]
+        builds = "build_model(" in text or "deepcopy(" in text
+        if c["cell_type"] == "code" and builds and any(t in text for t in TRAINS):
+            assert "s.device" in text and ".cpu()" not in text, f"{name}: a cell trains off the notebook's device"
