@@ -117,7 +117,8 @@ class CorruptImageError(ValueError):
 
 
 def _corrupt_msg(path: str, reason: str) -> str:
-    return f"cannot decode image {path} ({reason}); fix or delete it, or pass skip_corrupt=True to skip it"
+    return (f"cannot decode image {path} ({reason}); fix or delete it, or pass skip_corrupt=True to skip it "
+            f"(--skip-corrupt on the command line)")
 
 
 def _pil_to_rgb(im: Image.Image) -> np.ndarray:
@@ -187,7 +188,8 @@ def _common_size(files: list[str], skip_corrupt: bool, progress: bool) -> tuple[
                 raise CorruptImageError(_corrupt_msg(path, " ".join(str(exc).split()))) from None
     size = sizes.pop() if len(sizes) == 1 else (32, 32)
     if max(size) > 256:
-        warnings.warn(f"keeping the native size {size[0]}x{size[1]}; pass image_size= to shrink", stacklevel=3)
+        warnings.warn(f"keeping the native size {size[0]}x{size[1]}; pass --image-size (image_size= in Python) "
+                      f"to shrink", stacklevel=3)
     return size
 
 
@@ -490,7 +492,7 @@ def _locate(dataset: str, data_dir: Path, split: str, download: bool) -> tuple[s
         return "binary", binary
     if dataset == "cifar10" and layout.is_dir():
         return "folder", layout
-    fix = "pass download=True or set SIMCLR_DATA_DIR"
+    fix = "pass --download (download=True in Python) or --data-dir, or set SIMCLR_DATA_DIR"
     if download:
         err = _download(dataset, data_dir, split)
         if err is None:
@@ -512,6 +514,70 @@ def _load_cifar_folder(root: Path, split: str, image_size: Optional[int], **opts
             raise FileNotFoundError(problem)
         classes = _class_dirs(train)
     return _load_folder(root, f"cifar10/{split}", image_size or 32, classes=classes, **opts)
+
+
+# --- labelled folders for evaluation: a test folder mapped by class name, or a held-out split ----------------------
+HOLDOUT_FRACTION = 0.2  # of each class, held out as test images when no test folder is given
+
+
+def _labelled_root(folder: PathLike, flag: str) -> Path:
+    """``folder`` as a Path, checked to be a ``<dir>/<class>/<image>`` folder (one-line error naming ``flag``)."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} ({flag}) does not exist; pass --folder (the labelled train "
+                                f"images) and --test-folder laid out as <dir>/<class>/<image>")
+    if not _class_dirs(root):
+        raise ValueError(f"image folder {root} ({flag}) has no class subfolders, so its images have no labels to "
+                         f"evaluate with; pass --folder (and --test-folder) laid out as <dir>/<class>/<image>")
+    return root
+
+
+def _hold_out(data: ImageData, fraction: float, seed: int) -> tuple[ImageData, ImageData]:
+    """Split labelled ``data`` into (train, test): a seeded ``fraction`` of each class (rounded, at least one of
+    every class with two or more images, never all of them) is test; both keep ``data``'s order."""
+    g = torch.Generator().manual_seed(seed)
+    is_test = torch.zeros(len(data), dtype=torch.bool)
+    for c in range(data.num_classes):
+        idx = (data.labels == c).nonzero().flatten()
+        if len(idx) >= 2:
+            n = min(max(round(fraction * len(idx)), 1), len(idx) - 1)
+            is_test[idx[torch.randperm(len(idx), generator=g)[:n]]] = True
+    if not is_test.any():
+        raise ValueError(f"{data.name} has too few images per class to hold out a test split; pass --test-folder")
+
+    def part(mask: torch.Tensor, what: str) -> ImageData:
+        return replace(data, images=data.images[mask].contiguous(), labels=data.labels[mask],
+                       name=f"{data.name}[held-out {what}]")
+    return part(~is_test, "train"), part(is_test, "test")
+
+
+def folder_eval_splits(folder: PathLike, test_folder: Optional[PathLike] = None, *, data_dir: Optional[PathLike] = None,
+                       holdout: float = HOLDOUT_FRACTION, seed: int = 0, image_size: Optional[int] = None,
+                       skip_corrupt: bool = False, cache: bool = True,
+                       progress: bool = True) -> tuple[ImageData, ImageData, Optional[dict]]:
+    """Labelled train and test images from image folders, to evaluate an encoder (probe, kNN, t-SNE).
+
+    ``test_folder``'s classes are labelled by name with ``folder``'s class list (a class that ``folder`` lacks is a
+    one-line error naming it). Without ``test_folder``, a class-balanced, seeded ``holdout`` fraction of ``folder``
+    is held out as the test images, so nothing is tested on the images the probe was fitted on.
+
+    Returns:
+        (train, test, held_out): ``held_out`` describes the split (from, fraction, seed, train_images, test_images),
+        None when the test images come from ``test_folder``.
+    """
+    root = _labelled_root(folder, "--folder")
+    test_root = _labelled_root(test_folder, "--test-folder") if test_folder is not None else None
+    if test_root is not None and _extra_classes(test_root, root):
+        raise ValueError(_extra_classes(test_root, root))
+    opts = dict(skip_corrupt=skip_corrupt, cache=cache, cache_dir=resolve_cache_dir(data_dir), progress=progress)
+    train = _load_folder(root, f"folder/{root.resolve().name}", image_size, **opts)
+    if test_root is None:
+        train, test = _hold_out(train, holdout, seed)
+        return train, test, {"from": str(root), "fraction": holdout, "seed": seed, "train_images": len(train),
+                             "test_images": len(test)}
+    side = image_size or (train.images.shape[-1] if train.images.shape[-1] == train.images.shape[-2] else None)
+    test = _load_folder(test_root, f"folder/{test_root.resolve().name}", side, classes=train.classes, **opts)
+    return train, test, None
 
 
 # --- is a data set there? (file names only: nothing is decoded) -----------------------------------------------------

@@ -5,6 +5,9 @@ once in Jupyter) or draws into the ``ax=`` it is given, and returns the Figure. 
 """
 from __future__ import annotations
 
+import io
+import os
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -233,14 +236,48 @@ def export_projector(log_dir: Union[str, Path], features: ArrayLike, labels: Opt
             raise ValueError(f"the sprite would be {side}px wide (TensorBoard shows at most 8192); pass fewer images")
         label_img = images.cpu().float() / 255  # N x 3 x H x W in [0, 1]
     log_dir = Path(log_dir)
+    if log_dir.exists() and not log_dir.is_dir():
+        raise ValueError(f"the projector log folder {log_dir} exists and is not a folder; pass a folder path")
     with SummaryWriter(log_dir=str(log_dir)) as writer:
         writer.add_embedding(x, metadata=meta, label_img=label_img, tag=tag)
     return log_dir
 
 
+def figure_format(path: Union[str, Path]) -> Optional[str]:
+    """The file format matplotlib writes for ``path``'s suffix (no suffix: ``png``), or None if it has none."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    fmt = Path(path).suffix[1:].lower() or "png"
+    return fmt if fmt in FigureCanvasBase.get_supported_filetypes() else None
+
+
+def _write_bytes_atomically(data: bytes, path: Path) -> None:
+    """Write ``data`` to a temporary file in ``path``'s folder, then rename it onto ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def save_figure(fig: Figure, path: Union[str, Path], dpi: int = 120) -> Path:
-    """Save ``fig`` (PNG, PDF or SVG by suffix), creating the folder; returns the path."""
+    """Save ``fig`` (PNG, PDF, SVG, ... by suffix; none: PNG, appended), creating the folder; returns the path.
+
+    Atomic: the figure is rendered in memory, then written to a temporary file that is renamed onto ``path``, so a
+    failure (full disk, bad format) leaves an earlier file at ``path`` intact and no half-written one.
+    """
     path = Path(path)
+    fmt = figure_format(path)
+    if fmt is None:
+        raise ValueError(f"matplotlib cannot write {path.suffix} figures ({path}); use .png, .pdf or .svg")
+    path = path if path.suffix else path.with_name(f"{path.name}.png")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    _write_bytes_atomically(buf.getvalue(), path)
     return path
