@@ -727,6 +727,15 @@ def make_ctx(args: argparse.Namespace) -> Ctx:
                command=shlex.join([sys.executable, *sys.argv]))
 
 
+def export(ctx: Ctx) -> Optional[dict]:
+    """Copy what this call wrote to ``--export`` (replacing the previous export of this call)."""
+    if ctx.args.export is None:
+        return None
+    for old in ctx.args.export.glob("export.tar.*"):
+        old.unlink()
+    return artifacts.export(ctx.out, ctx.args.export, ctx.wall_start)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the requested stages in order until done or out of budget; export; 0 if all done, else 3."""
     args = parse_args(argv)
@@ -746,11 +755,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     for name in wanted:
         if is_done(ctx, name) and name not in redo:
             print(f"== stage {name}: done earlier, skipped ({stage_path(ctx, name)})", flush=True)
-        elif not may_start(ctx, name) or not run_stage(ctx, name):
+            continue
+        going_on = may_start(ctx, name) and run_stage(ctx, name)
+        export(ctx)  # after every stage: a call killed later still brings this much back
+        if not going_on:
             break
     pending = [s for s in wanted if not is_done(ctx, s)]
-    if args.export is not None:
-        m = artifacts.export(ctx.out, args.export, ctx.wall_start)
+    m = export(ctx)
+    if m is not None:
         print(f"exported {len(m['files'])} files in {len(m['parts'])} part(s) to {args.export}"
               + (f"; left out (over the limit): {m['dropped_over_limit']}" if m["dropped_over_limit"] else ""))
     print("ALL DONE" if not pending else f"PENDING: {' '.join(pending)} (run the same command again)", flush=True)

@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SPLITS = ("train", "test")
-BATCH_ROWS = 10_000  # images per data_batch_N file, as in the original release
+TRAIN_BATCHES = 5  # data_batch_1..5, as in the original release (10,000 images each for CIFAR-10)
 FORMAT = "simclr-jpeg-pack-v1"
 
 
@@ -158,11 +158,14 @@ def unpack(path: Path, to: Path) -> dict:
         report["splits"][split] = dict(n=len(raws), sha256_match=sha == meta["splits"][split]["sha256"])
         if split == "test":
             _write_batch(root / "test_batch", images, labels, "testing batch 1 of 1")
-        for k in range(0, len(images) if split == "train" else 0, BATCH_ROWS):
-            _write_batch(root / f"data_batch_{k // BATCH_ROWS + 1}", images[k:k + BATCH_ROWS],
-                         labels[k:k + BATCH_ROWS], f"training batch {k // BATCH_ROWS + 1} of 5")
+            continue
+        bounds = np.linspace(0, len(images), TRAIN_BATCHES + 1).round().astype(int)  # 10,000 each for CIFAR-10
+        for k in range(TRAIN_BATCHES):
+            lo, hi = bounds[k], bounds[k + 1]
+            _write_batch(root / f"data_batch_{k + 1}", images[lo:hi], labels[lo:hi],
+                         f"training batch {k + 1} of {TRAIN_BATCHES}")
     with open(root / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": meta["classes"], "num_cases_per_batch": BATCH_ROWS, "num_vis": 3072}, f, 2)
+        pickle.dump({"label_names": meta["classes"], "num_cases_per_batch": 10_000, "num_vis": 3072}, f, 2)
     report["seconds"] = time.perf_counter() - t0
     done.write_text(json.dumps(report, indent=2))
     return dict(report, reused=False)
