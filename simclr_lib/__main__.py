@@ -40,6 +40,8 @@ PRETRAIN_FLAGS = {  # flag -> (config field, type, help)
     "--out": ("out_dir", str, "run directory (config.json, metrics.json, TensorBoard, checkpoints/)"),
     "--checkpoint-every": ("checkpoint_every", int, "epochs between checkpoints"),
     "--knn-every": ("knn_every", int, "epochs between kNN monitor evaluations (0: off)"),
+    "--download": ("download", bool, "download a missing data set (CIFAR-10, STL-10; needs internet)"),
+    "--skip-corrupt": ("skip_corrupt", bool, "skip images that cannot be decoded (default: stop, naming the file)"),
 }
 
 
@@ -59,7 +61,10 @@ def _parser() -> argparse.ArgumentParser:
             pre.add_argument(flag, type=typ, help=help_)
     pre.add_argument("--preset", choices=["default", "smoke", "quick"], default="default",
                      help="start from SimCLRConfig(), .smoke() or .quick(); flags override")
-    pre.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    pre.add_argument("--resume", action="store_true",
+                     help="continue the run in --out with its own settings (config.json); only --epochs (to extend "
+                          "it), --device and output options may be given")
+    pre.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     pre.add_argument("--compile", action="store_true", help="torch.compile the model")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     for name, help_ in (("linear-eval", "logistic regression on frozen features"), ("knn", "kNN accuracy"),
@@ -72,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
         e.add_argument("--test-subset", type=int, default=10000, help="test images used")
         e.add_argument("--random-init", action="store_true", help="evaluate the same encoder untrained")
         e.add_argument("--out", help="write the result (JSON, or the figure for embed) here")
+        e.add_argument("--folder", help="labelled train images <dir>/<class>/<image> (default: a folder run's own "
+                                        "folder); without --test-folder a class-balanced 20%% is held out as test")
+        e.add_argument("--test-folder", help="labelled test images <dir>/<class>/<image>, classes matched by name "
+                                             "to --folder's")
+        e.add_argument("--download", action="store_true", help="download a missing CIFAR-10 / STL-10")
+        e.add_argument("--skip-corrupt", action="store_true", help="skip images that cannot be decoded")
         if name == "linear-eval":
             e.add_argument("--backend", choices=["torch", "sklearn", "both"], default="torch")
         if name == "knn":
@@ -87,99 +98,211 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--epochs", type=int, help="override the quick preset's epochs")
     q.add_argument("--seed", type=int, default=0, help="seed of the pre-training and of the random-init baseline")
     q.add_argument("--smoke", action="store_true", help="seconds-long version (tests)")
+    q.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run in --out")
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", help="show the traceback of an error (or SIMCLR_DEBUG=1)")
     return p
+
+
+def _given(args) -> dict:
+    """The config fields set by flags on the command line (unset flags are None)."""
+    given = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in PRETRAIN_FLAGS.items()}
+    given.update(compile=args.compile or None, progress=False if args.no_progress else None)
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def run_config(out: Path) -> SimCLRConfig:
+    """The settings of the run in ``out``: its config.json, else its checkpoint's config."""
+    from .checkpoint import load_checkpoint
+
+    path = out / "config.json"
+    if path.is_file():
+        saved = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("version", "changes")}
+    elif (out / "checkpoints" / "last.pt").is_file():
+        saved = load_checkpoint(out / "checkpoints" / "last.pt")["config"]
+    else:
+        raise FileNotFoundError(f"no run to resume in {out} (no config.json, no checkpoints/last.pt); "
+                                "start it without --resume")
+    return SimCLRConfig.from_dict(saved)
+
+
+def _resume_config(args, given: dict) -> SimCLRConfig:
+    """The run's own config; flags may only change what ``RESUME_MAY_CHANGE`` allows (one line otherwise)."""
+    from .train import RESUME_MAY_CHANGE
+
+    if args.preset != "default":
+        raise ValueError("--preset cannot be combined with --resume: a resumed run keeps its own settings")
+    base = run_config(Path(given.get("out_dir", SimCLRConfig.out_dir)))
+    fields = {field: flag for flag, (field, _, _) in PRETRAIN_FLAGS.items()}
+    for field, value in given.items():
+        if field not in RESUME_MAY_CHANGE and value != getattr(base, field):
+            raise ValueError(f"{fields.get(field, field)} cannot change when resuming (the run has {field}="
+                             f"{getattr(base, field)!r}): drop it, or start a new run with another --out")
+    return base.replace(**given)
 
 
 def _pretrain(args) -> dict:
     from .train import pretrain
 
-    preset = {"default": SimCLRConfig, "smoke": SimCLRConfig.smoke, "quick": SimCLRConfig.quick}[args.preset]
-    overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in PRETRAIN_FLAGS.items()
-                 if getattr(args, flag[2:].replace("-", "_")) is not None}
-    overrides.update(compile=args.compile or None, progress=False if args.no_progress else None)
-    cfg = preset(**{k: v for k, v in overrides.items() if v is not None})
-    return pretrain(cfg, resume=args.resume).metrics
+    given = _given(args)
+    if args.resume:
+        cfg = _resume_config(args, given)
+    else:
+        preset = {"default": SimCLRConfig, "smoke": SimCLRConfig.smoke, "quick": SimCLRConfig.quick}[args.preset]
+        if args.preset != "default" and given.get("dataset") == "folder":
+            given.setdefault("subset", None)  # the preset's image count is for CIFAR-10; a folder uses all of its own
+        cfg = preset(**given)
+    return pretrain(cfg, resume=args.resume, overwrite=args.overwrite).metrics
+
+
+def _check_output_file(path: Optional[str], flag: str, *, directory: bool = False) -> None:
+    """Refuse, before any computation, an output ``path`` that cannot be written, in one line naming ``flag``:
+    an existing directory (with ``directory``: an existing non-directory), a path below a file, a read-only folder."""
+    if not path:
+        return
+    p = Path(path).expanduser()
+    if p.exists() and p.is_dir() != directory:
+        raise ValueError(f"{flag} {path} is {'not a directory' if directory else 'a directory'}; "
+                         f"pass a {'folder' if directory else 'file'} path")
+    parent = p if p.is_dir() else p.parent
+    while not parent.exists() and parent != parent.parent:  # the folders to be created: check the first that exists
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path} is below {parent}, which is a file, not a folder; pick another path")
+    if not (os.access(parent, os.W_OK) and parent.stat().st_mode & 0o222):
+        raise ValueError(f"{flag} {path} cannot be written: the folder {parent} is read-only; pick another path")
+
+
+def _eval_data(args, cfg: SimCLRConfig):
+    """Labelled (train, test) images and notes for the result: with --folder / --test-folder, or for a folder run
+    (its own folder), image folders, a held-out split when there is no test folder; else the run's data set."""
+    from .data import folder_eval_splits
+    from .train import labelled_splits
+
+    folder = args.folder or (cfg.folder if cfg.dataset == "folder" else None)
+    if folder is None and args.test_folder is None:
+        return (*labelled_splits(cfg, args.train_subset, args.test_subset), {})
+    if folder is None:
+        raise ValueError(f"--test-folder needs --folder, the labelled train images <dir>/<class>/<image> "
+                         f"(the run was pre-trained on {cfg.dataset})")
+    train, test, held = folder_eval_splits(folder, args.test_folder, data_dir=cfg.data_dir, seed=cfg.seed,
+                                           image_size=cfg.image_size, skip_corrupt=cfg.skip_corrupt, progress=False)
+    if held is not None:
+        print(f"note: no --test-folder: testing on a class-balanced held-out {held['fraction']:.0%} of {folder} "
+              f"(seed {held['seed']}; {held['train_images']} train / {held['test_images']} test images), "
+              f"not on the training images", file=sys.stderr)
+    notes = {"held_out_split": held} if held is not None else {}
+    return train.subset(min(len(train), args.train_subset)), test.subset(min(len(test), args.test_subset)), notes
 
 
 def _features(args):
-    """Encoder (trained or random init), labelled train/test features, the run's config."""
+    """Encoder (trained or random init) features of the labelled train/test images, and notes for the result."""
     import torch
 
     from .checkpoint import load_pretrained
     from .evaluate import extract_features
     from .models import build_model
     from .runtime import resolve_device
-    from .train import labelled_splits, normalization
+    from .train import normalization
 
     path = Path(args.checkpoint)
     path = path / "checkpoints" / "last.pt" if path.is_dir() else path
     device = resolve_device(args.device)
     model, cfg = load_pretrained(path, map_location=device)
+    cfg = cfg.replace(progress=False, download=cfg.download or args.download,
+                      skip_corrupt=cfg.skip_corrupt or args.skip_corrupt)
     if args.data_dir:
         cfg = cfg.replace(data_dir=args.data_dir)
     if args.random_init:
         torch.manual_seed(cfg.seed)
         model = build_model(cfg).to(device)
-    train, test = labelled_splits(cfg.replace(progress=False), args.train_subset, args.test_subset)
+    train, test, notes = _eval_data(args, cfg)
     mean, std = normalization(cfg.dataset)
     ftr, fte = (extract_features(model.encoder, d.images, mean, std, device=device) for d in (train, test))
-    return ftr, train, fte, test
+    return ftr, train, fte, test, notes
 
 
 def _write(result: dict, out: Optional[str]) -> dict:
+    """Write ``result`` as JSON to ``out`` (if given) atomically: a crash never leaves half a file."""
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2))
+        from .runtime import atomic_write_text
+
+        atomic_write_text(json.dumps(result, indent=2, default=str), Path(out).expanduser())
     return result
 
 
 def _linear_eval(args) -> dict:
+    """Logistic-regression probe on frozen features (``--backend torch``, ``sklearn`` or ``both``)."""
     from .evaluate import linear_probe
 
-    ftr, train, fte, test = _features(args)
+    _check_output_file(args.out, "--out")
+    ftr, train, fte, test, notes = _features(args)
     backends = ["torch", "sklearn"] if args.backend == "both" else [args.backend]
-    return _write({b: linear_probe(ftr, train.labels, fte, test.labels, backend=b) for b in backends}, args.out)
+    result = {b: linear_probe(ftr, train.labels, fte, test.labels, backend=b) for b in backends}
+    return _write({**result, **notes}, args.out)
 
 
 def _knn(args) -> dict:
+    """kNN top-1 accuracy of the test features against the train features."""
     from .evaluate import knn_accuracy
 
-    ftr, train, fte, test = _features(args)
-    return _write(dict(knn_top1=knn_accuracy(ftr, train.labels, fte, test.labels, k=args.k), k=args.k), args.out)
+    _check_output_file(args.out, "--out")
+    ftr, train, fte, test, notes = _features(args)
+    return _write(dict(knn_top1=knn_accuracy(ftr, train.labels, fte, test.labels, k=args.k), k=args.k, **notes),
+                  args.out)
 
 
 def _embed(args) -> dict:
-    from .embed import export_projector, pca, save_figure, scatter_by_class, tsne
+    """t-SNE / PCA figure of the test features, and optionally a TensorBoard projector log."""
+    from .embed import export_projector, figure_format, pca, save_figure, scatter_by_class, tsne
 
-    _, _, fte, test = _features(args)
+    out = args.out or f"{args.method}.png"
+    _check_output_file(out, "--out")
+    if figure_format(out) is None:
+        raise ValueError(f"--out {out}: matplotlib cannot write {Path(out).suffix} figures; use .png, .pdf or .svg")
+    _check_output_file(args.projector, "--projector", directory=True)
+    _, _, fte, test, notes = _features(args)
     xy = tsne(fte) if args.method == "tsne" else pca(fte)
     fig = scatter_by_class(xy, test.labels, test.classes, title=f"{args.method} of {len(test)} test embeddings")
-    result = dict(figure=str(save_figure(fig, args.out or f"{args.method}.png")))
+    result = dict(figure=str(save_figure(fig, out)), **notes)
     if args.projector:
         result["projector"] = str(export_projector(args.projector, fte, test.labels, test.classes, test.images))
     return result
 
 
+def _one_line(e: BaseException) -> str:
+    """An exception as one line: its message's first line; the type too where the message alone is unclear."""
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else type(e).__name__
+    if isinstance(e, (ValueError, FileNotFoundError, FloatingPointError, OSError)):
+        return text
+    return f"{type(e).__name__}: {text} (run again with --debug or SIMCLR_DEBUG=1 for the traceback)"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; every failure ends in one line on stderr and exit 2 (a traceback only with --debug)."""
     args = _parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("SIMCLR_DEBUG", "") not in ("", "0")
     try:
         if args.command == "quickstart":
             from .quickstart import run_quickstart
 
             run_quickstart(args.out, args.data_dir, args.device, smoke=args.smoke, dataset=args.dataset,
-                           epochs=args.epochs, seed=args.seed)
+                           epochs=args.epochs, seed=args.seed, overwrite=args.overwrite)
             return 0
         run = {"pretrain": _pretrain, "linear-eval": _linear_eval, "knn": _knn, "embed": _embed}[args.command]
         result = run(args)
         if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 prints
             print(json.dumps(result, indent=2, default=str))
         return 0
-    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
-        print(f"python -m simclr_lib {args.command}: error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted; resume with --resume", file=sys.stderr)
+        print("interrupted" + ("; continue with --resume" if args.command == "pretrain" else ""), file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - the CLI's promise: one line, exit 2
+        if debug:
+            raise
+        print(f"python -m simclr_lib {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

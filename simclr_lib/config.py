@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -50,6 +51,7 @@ class SimCLRConfig:
     subset: Optional[int] = None  # use only the first N training images (None: all)
     image_size: Optional[int] = None  # side of the views; None: the data set's (32 CIFAR-10, 96 STL-10, folder: its)
     download: bool = False  # allow torchvision to download a missing data set
+    skip_corrupt: bool = False  # skip images that cannot be decoded (default: stop and name the file)
     # --- augmentation (paper Sec. 3 and Appendix A) ---------------------------------------------------------
     n_views: int = 2  # views per image; 2 is the paper's setting
     color_strength: Optional[float] = None  # s of ColorJitter(0.8s, 0.8s, 0.8s, 0.2s); None: 0.5 CIFAR, 1.0 STL-10
@@ -106,6 +108,7 @@ class SimCLRConfig:
 
     def validate(self) -> None:
         """Raise a one-line ``ValueError`` naming the bad field and what is allowed."""
+        self._validate_numbers()
         choices = {"arch": ARCHS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "lr_scaling": LR_SCALINGS,
                    "precision": PRECISIONS, "augment_backend": AUGMENT_BACKENDS}
         for name, allowed in choices.items():
@@ -133,6 +136,20 @@ class SimCLRConfig:
             raise ValueError("weight_decay and warmup_epochs must be >= 0")
         if self.dataset == "folder" and not self.folder:
             raise ValueError("dataset='folder' needs folder=<path to an ImageFolder directory>")
+
+    def _validate_numbers(self) -> None:
+        """Every float must be finite (``--temperature inf`` learns nothing, ``--lr inf`` diverges); counts >= 1."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name}={value!r} must be a finite number")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every} must be >= 1 (epochs between checkpoints)")
+        if self.knn_every < 0 or self.knn_k < 1 or self.knn_subset < 1:
+            raise ValueError(f"knn_every={self.knn_every} must be >= 0 (0: off) and knn_k={self.knn_k}, "
+                             f"knn_subset={self.knn_subset} >= 1")
+        if not 0 <= self.momentum < 1 or not self.lars_eta > 0:
+            raise ValueError(f"momentum={self.momentum} must be in [0, 1) and lars_eta={self.lars_eta} > 0")
 
     # --- presets -------------------------------------------------------------------------------------------
     @classmethod

@@ -88,7 +88,8 @@ def run_one(cfg: SimCLRConfig, data: ExperimentData, ops: Optional[Sequence[str]
             evaluate: Evaluate = evaluate_run) -> dict:
     """One pre-training run (with only ``ops`` if given) and its evaluation; seconds include both."""
     t0 = time.perf_counter()
-    res = pretrain(cfg, data=data.pretrain, augment=None if ops is None else make_augment(cfg, ops))
+    res = pretrain(cfg, data=data.pretrain, augment=None if ops is None else make_augment(cfg, ops),
+                   overwrite=True)  # a grid's run is recomputed, never resumed: it replaces its own folder
     t1 = time.perf_counter()
     scores = evaluate(res.model, cfg, data)
     return dict(loss=res.history[-1]["loss"], steps=res.history[-1]["step"], **scores,

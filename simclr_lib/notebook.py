@@ -149,6 +149,6 @@ def pretrained(s: Setup, force: bool = False, **overrides: Any):
                   f"retraining the series' model now ({s.mode} mode)", flush=True)
     else:
         print(f"no checkpoint at {rel(s.checkpoint)}: training the series' model now ({s.mode} mode)")
-    pretrain(series_config(s, **overrides))
+    pretrain(series_config(s, **overrides), overwrite=True)  # no usable checkpoint: a crashed run's files go
     model, cfg = load_pretrained(s.checkpoint, map_location=s.device)
     return model, cfg, load_checkpoint(s.checkpoint)["history"]

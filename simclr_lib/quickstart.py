@@ -54,7 +54,7 @@ def probe(model, train: ImageData, test: ImageData, cfg: SimCLRConfig, device: t
 def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = None, device: str = "auto",
                    smoke: bool = False, dataset: Optional[str] = None, epochs: Optional[int] = None,
                    n_probe_train: int = 10000, n_probe_test: int = 10000, progress: bool = True,
-                   seed: int = 0) -> dict:
+                   seed: int = 0, overwrite: bool = False) -> dict:
     """Pre-train, probe trained vs random init, save ``metrics.json`` and ``tsne.png`` under ``out_dir``."""
     from .embed import save_figure, side_by_side, tsne
 
@@ -69,7 +69,7 @@ def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = N
     cfg = preset(**overrides)
     if smoke:
         n_probe_train, n_probe_test = 256, 256
-    result = pretrain(cfg)
+    result = pretrain(cfg, overwrite=overwrite)
     dev = resolve_device(device)
     train, test = labelled_splits(cfg, n_probe_train, n_probe_test)
     seed_everything(cfg.seed)

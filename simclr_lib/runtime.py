@@ -98,6 +98,7 @@ def _atomic_file(path: Union[str, Path], mode: str):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a run's files get the mode every other file gets
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -107,6 +108,12 @@ def _atomic_file(path: Union[str, Path], mode: str):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_torch_save(obj: Any, path: Union[str, Path]) -> Path:

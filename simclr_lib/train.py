@@ -12,9 +12,13 @@ the last good checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -24,19 +28,26 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .augment import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, SimCLRAugment, normalize
-from .checkpoint import gather_rng_states, load_checkpoint, rng_state_of_rank, save_checkpoint, set_rng_state
+from .checkpoint import (gather_rng_states, load_checkpoint, load_weights, rng_state_of_rank, save_checkpoint,
+                         set_rng_state)
 from .config import SimCLRConfig
 from .data import ImageData, load_dataset
 from .distributed import gather_views, init_from_env, is_distributed, world
 from .loss import contrastive_accuracy, nt_xent
 from .models import SimCLRModel, build_model
 from .optim import build_optimizer, build_scheduler
+from .runlock import RunLock, clear_run, prepare_out_dir, remove_stale_temp_files
 from .runtime import (atomic_write_text, autocast_context, make_grad_scaler, resolve_device, resolve_precision,
                       seed_everything)
 
-LOG_EVERY = 10  # steps between host syncs for the progress bar, TensorBoard and the NaN check
-RESUME_MUST_MATCH = ("dataset", "subset", "arch", "cifar_stem", "zero_init_residual", "proj_hidden_dim",
-                     "proj_out_dim", "proj_layers", "proj_last_bn", "batch_size", "n_views", "optimizer", "image_size")
+LOG_EVERY = 10  # steps between host syncs for the progress bar, TensorBoard and the health check
+MAX_PARAM_NORM = 1e8  # a weight norm above this is divergence, even while the loss stays finite
+# A resumed run keeps its own settings; only these may differ from the checkpoint's config (epochs only upwards:
+# the cosine is re-planned over the longer run). Everything else must match.
+RESUME_MAY_CHANGE = ("epochs", "out_dir", "device", "progress", "tensorboard", "checkpoint_every", "knn_every",
+                     "knn_k", "knn_subset", "download", "skip_corrupt", "compile", "extra")
+RESUME_MUST_MATCH = tuple(f.name for f in fields(SimCLRConfig) if f.name not in RESUME_MAY_CHANGE)
+RECORDED_CHANGES = ("epochs", "checkpoint_every", "knn_every")  # written to config.json when a resume changes them
 
 
 @dataclass
@@ -89,14 +100,16 @@ def load_pretrain_data(cfg: SimCLRConfig) -> ImageData:
     """The pre-training images of ``cfg`` (STL-10: train + unlabeled), the first ``cfg.subset`` of them."""
     split = "train+unlabeled" if cfg.dataset == "stl10" else "train"
     return load_dataset(cfg.dataset, split, cfg.data_dir, folder=cfg.folder, subset=cfg.subset,
-                        download=cfg.download, image_size=cfg.image_size, progress=cfg.progress)
+                        download=cfg.download, image_size=cfg.image_size, progress=cfg.progress,
+                        skip_corrupt=cfg.skip_corrupt)
 
 
 def labelled_splits(cfg: SimCLRConfig, n_train: int, n_test: int) -> tuple[ImageData, ImageData]:
     """The first ``n_train`` / ``n_test`` labelled images of the train / test split of ``cfg.dataset``."""
     from .data import SHAPES_SIZES
 
-    kw = dict(data_dir=cfg.data_dir, download=cfg.download, image_size=cfg.image_size, progress=cfg.progress)
+    kw = dict(data_dir=cfg.data_dir, download=cfg.download, image_size=cfg.image_size, progress=cfg.progress,
+              skip_corrupt=cfg.skip_corrupt)
     if cfg.dataset == "shapes":  # generated: draw only what is needed
         return (load_dataset("shapes", "train", subset=min(n_train, SHAPES_SIZES["train"]), **kw),
                 load_dataset("shapes", "test", subset=min(n_test, SHAPES_SIZES["test"]), **kw))
@@ -261,12 +274,29 @@ def setup_run(cfg: SimCLRConfig, data: Optional[ImageData] = None,
 
 
 def _check_resume(ckpt: dict, cfg: SimCLRConfig, path: Path) -> None:
-    saved = ckpt["config"]
-    diff = [k for k in RESUME_MUST_MATCH if saved.get(k) != getattr(cfg, k)]
+    """The run continues as it was: every setting but ``RESUME_MAY_CHANGE`` must equal the checkpoint's."""
+    saved = SimCLRConfig.from_dict(ckpt["config"]).to_dict()  # fields added since then take their defaults
+    now = cfg.to_dict()
+    diff = [k for k in RESUME_MUST_MATCH if saved[k] != now[k]]
     if diff:
         k = diff[0]
-        raise ValueError(f"cannot resume from {path}: {k}={saved.get(k)!r} there but {getattr(cfg, k)!r} now; "
-                         "use the run's own settings or a new --out")
+        raise ValueError(f"cannot resume from {path}: {k}={saved[k]!r} there but {now[k]!r} now; a resumed run "
+                         f"keeps its own settings (only {', '.join(RESUME_MAY_CHANGE[:-1])} may change): drop that "
+                         "setting, or start a new run with another --out")
+    if cfg.epochs < ckpt["epoch"]:
+        raise ValueError(f"cannot resume from {path} with epochs={cfg.epochs}: it has already trained "
+                         f"{ckpt['epoch']} epochs; give --epochs {ckpt['epoch']} or more")
+
+
+def _replan(run: Run, old_epochs: int) -> None:
+    """A run extended (or shortened) to ``cfg.epochs``: the cosine now ends there; say so once."""
+    lam = run.scheduler.lr_lambdas[0]
+    for group, base in zip(run.optimizer.param_groups, run.scheduler.base_lrs):
+        before, group["lr"] = group["lr"], base * lam(run.step)
+    if run.main:
+        print(f"resuming with epochs={run.cfg.epochs} instead of {old_epochs}: the warm-up + cosine schedule is "
+              f"re-planned to reach 0 at step {run.cfg.epochs * run.steps_per_epoch} (lr at step {run.step}: "
+              f"{before:.4g} -> {group['lr']:.4g})", file=sys.stderr, flush=True)
 
 
 def resume_run(run: Run, path: Path) -> None:
@@ -277,13 +307,15 @@ def resume_run(run: Run, path: Path) -> None:
     """
     ckpt = load_checkpoint(path, map_location="cpu")
     _check_resume(ckpt, run.cfg, path)
-    run.core.load_state_dict(ckpt["model"])
+    load_weights(run.core, ckpt["model"], path)
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
     if run.scaler.is_enabled() and ckpt.get("scaler"):
         run.scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(rng_state_of_rank(ckpt["rng"], run.rank, run.world_size, path), run.generator)
     run.start_epoch, run.step, run.history = ckpt["epoch"], ckpt["step"], list(ckpt["history"])
+    if run.cfg.epochs != ckpt["config"]["epochs"]:
+        _replan(run, ckpt["config"]["epochs"])
 
 
 def save_run(run: Run, epoch: int) -> Optional[Path]:
@@ -305,15 +337,34 @@ def save_run(run: Run, epoch: int) -> Optional[Path]:
     return path
 
 
+def param_norm(model: torch.nn.Module) -> torch.Tensor:
+    """The L2 norm of all parameters together, on the device (no sync). Shape: -> ()."""
+    norms = torch._foreach_norm([p.detach() for p in model.parameters()])
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+
+def _diverged(run: Run, what: str, epoch: int, last_good: Optional[Path]) -> FloatingPointError:
+    """A one-line stop message naming the settings of this run that are likely to blame."""
+    cfg = run.cfg
+    causes = [f"temperature={cfg.temperature} is low (logits grow as 1/tau; try >= 0.1)"] if cfg.temperature < 0.1 else []
+    if cfg.weight_decay > 1e-3:
+        causes.append(f"weight_decay={cfg.weight_decay} is high (the paper uses 1e-6 with LARS)")
+    if run.dtype is torch.float16:
+        causes.append("fp16 overflow (use --precision bf16 or fp32)")
+    causes.append(f"the peak learning rate {cfg.peak_lr():.3g} (try half)")
+    where = f"the last good checkpoint {last_good} was kept" if last_good else "no checkpoint was written"
+    return FloatingPointError(f"{what} at epoch {epoch + 1}, step {run.step}: training stopped and {where}; "
+                              f"likely causes: {'; '.join(causes)}")
+
+
 def _log_step(run: Run, loss: torch.Tensor, loss_sum: torch.Tensor, z_all: torch.Tensor, epoch: int, bar,
               writer, last_good: Optional[Path]) -> None:
-    """The logging sync: NaN check, progress bar, TensorBoard scalars."""
-    value = loss.item()
-    if not torch.isfinite(loss_sum):
+    """The logging sync (one ``tolist``): health check of loss and weights, progress bar, TensorBoard."""
+    value, total, norm = torch.stack([loss.float(), loss_sum.float(), param_norm(run.core)]).tolist()
+    if not math.isfinite(total) or not math.isfinite(norm) or norm > MAX_PARAM_NORM:
         bar.close()
-        where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written"
-        raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, step {run.step}: training "
-                                 f"stopped and {where}; lower the learning rate or use precision=fp32")
+        what = f"loss became {value}" if not math.isfinite(total) else f"the weights diverged (norm {norm:.3g})"
+        raise _diverged(run, what, epoch, last_good)
     lr = run.optimizer.param_groups[0]["lr"]
     bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.3g}", epoch=epoch + 1)
     if writer is not None:
@@ -373,22 +424,37 @@ def _end_epoch(run: Run, record: dict, writer, last_good: Optional[Path]) -> Opt
                 writer.add_scalar(f"train/{k}", record[k], run.step)
         writer.flush()
     if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+        norm = param_norm(run.core).item()
+        if not math.isfinite(norm) or norm > MAX_PARAM_NORM:  # never replace a good checkpoint with a bad one
+            raise _diverged(run, f"the weights diverged (norm {norm:.3g})", epoch - 1, last_good)
         return save_run(run, epoch)
     return last_good
 
 
-def _open_outputs(run: Run):
+def _write_config(run: Run, resumed: bool) -> None:
+    """config.json: written by a new run; a resume rewrites it only to record an allowed change."""
+    path = Path(run.cfg.out_dir) / "config.json"
+    now = dict(run.cfg.to_dict(), version=__version__)
+    if resumed and path.is_file():
+        old = json.loads(path.read_text())
+        changed = {k: [old.get(k), now[k]] for k in RECORDED_CHANGES if old.get(k) != now[k]}
+        if not changed:
+            return
+        now["changes"] = old.get("changes", []) + [dict(at_epoch=run.start_epoch, **changed)]
+    atomic_write_text(json.dumps(now, indent=2), path)
+
+
+def _open_outputs(run: Run, resumed: bool):
     """config.json and the TensorBoard writer (main process only); returns the writer or None."""
     if not run.main:
         return None
-    out = Path(run.cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(json.dumps(dict(run.cfg.to_dict(), version=__version__), indent=2), out / "config.json")
+    _write_config(run, resumed)
     if not run.cfg.tensorboard:
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(str(out))
+    # a resumed run continues its event file's steps; TensorBoard keeps the newest value of a repeated step
+    return SummaryWriter(str(run.cfg.out_dir), purge_step=run.step if resumed else None)
 
 
 def _finish(run: Run) -> PretrainResult:
@@ -406,33 +472,50 @@ def _finish(run: Run) -> PretrainResult:
 
 def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
              monitor: Optional[tuple[ImageData, ImageData]] = None, resume: Union[bool, str, Path] = False,
-             callbacks: Sequence[Callable[[dict], Any]] = (), augment: Optional[Any] = None) -> PretrainResult:
+             callbacks: Sequence[Callable[[dict], Any]] = (), augment: Optional[Any] = None,
+             overwrite: bool = False) -> PretrainResult:
     """Pre-train a SimCLR model (paper Algorithm 1) as ``cfg`` says; see the module docstring.
 
     Args:
         cfg: the run's configuration.
         data: pre-training images (default: ``load_pretrain_data(cfg)``).
         monitor: labelled (train, test) images for the kNN monitor (default: ``load_monitor_data(cfg)``).
-        resume: True to continue from ``<out_dir>/checkpoints/last.pt``, or a checkpoint path.
+        resume: True to continue from ``<out_dir>/checkpoints/last.pt``, or a checkpoint path; the run keeps
+            its settings (``RESUME_MAY_CHANGE`` lists what ``cfg`` may change, e.g. more epochs).
         callbacks: called with each epoch's record after its checkpoint; a truthy return stops the run.
         augment: replaces the augmentation built from ``cfg`` (a SimCLRAugment for the batched backend, e.g. one
             with only some ``ops`` for the ablation of Fig. 5; a per-image transform for ``per_image``).
+        overwrite: replace a run already in ``cfg.out_dir`` (without it, a fresh run there is refused).
 
     Returns:
         PretrainResult with the model, per-epoch history and final metrics; ``out_dir`` holds config.json,
         metrics.json, TensorBoard events and checkpoints/last.pt.
     """
-    run = setup_run(cfg, data, monitor, augment)
-    last_good = None
-    if resume:
-        last_good = Path(resume) if not isinstance(resume, bool) else run.checkpoint_path
-        resume_run(run, last_good)
-    writer = _open_outputs(run)
-    bar = tqdm(total=cfg.epochs * run.steps_per_epoch, initial=run.step, desc="pretrain", unit="step",
-               disable=not (cfg.progress and run.main), dynamic_ncols=True)
+    out, main = Path(cfg.out_dir), int(os.environ.get("RANK", "0")) == 0  # one writer: the main process
+    if main:
+        prepare_out_dir(out, bool(resume), overwrite)
+    with RunLock(out) if main else contextlib.nullcontext():
+        if main:
+            if overwrite and not resume:
+                clear_run(out)
+            remove_stale_temp_files(out)
+        run = setup_run(cfg, data, monitor, augment)
+        last_good = None
+        if resume:
+            last_good = Path(resume) if not isinstance(resume, bool) else run.checkpoint_path
+            resume_run(run, last_good)
+        _train(run, callbacks, last_good, bool(resume))
+        return _finish(run)
+
+
+def _train(run: Run, callbacks: Sequence[Callable[[dict], Any]], last_good: Optional[Path], resumed: bool) -> None:
+    """The epochs from ``run.start_epoch``: train, then the end-of-epoch work; callbacks may stop the run."""
+    writer = _open_outputs(run, resumed)
+    bar = tqdm(total=run.cfg.epochs * run.steps_per_epoch, initial=run.step, desc="pretrain", unit="step",
+               disable=not (run.cfg.progress and run.main), dynamic_ncols=True)
     run.model.train()
     try:
-        for epoch in range(run.start_epoch, cfg.epochs):
+        for epoch in range(run.start_epoch, run.cfg.epochs):
             record = train_epoch(run, epoch, bar, writer, last_good)
             last_good = _end_epoch(run, record, writer, last_good)
             if any([cb(record) for cb in callbacks]):
@@ -441,4 +524,3 @@ def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
         bar.close()
         if writer is not None:
             writer.close()
-    return _finish(run)

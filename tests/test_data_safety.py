@@ -90,7 +90,7 @@ def test_pick_dataset_checks_train_too_and_prints_why(tmp_path, monkeypatch, cap
     class Stop(Exception):
         pass
 
-    def stop(cfg):
+    def stop(cfg, **kw):
         raise Stop
 
     monkeypatch.setattr(Q, "pretrain", stop)
@@ -245,9 +245,10 @@ def test_a_corrupt_shared_checkpoint_is_kept_aside_and_retrained(tmp_path, monke
     s.checkpoint.write_bytes(b"PK\x03\x04 truncated")
     calls = []
 
-    def fake_pretrain(cfg):
+    def fake_pretrain(cfg, **kw):
         calls.append(cfg)
-        save_checkpoint({"model": build_model(cfg).state_dict(), "config": cfg.to_dict(), "history": [{"e": 1}]},
+        save_checkpoint({"model": build_model(cfg).state_dict(), "config": cfg.to_dict(), "history": [{"e": 1}],
+                         "epoch": 1, "step": 4},
                         s.checkpoint)
 
     monkeypatch.setattr(train, "pretrain", fake_pretrain)

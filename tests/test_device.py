@@ -144,7 +144,7 @@ def test_cli_flags_reach_the_config(monkeypatch):
     from simclr_lib import __main__ as cli
 
     seen = {}
-    monkeypatch.setattr(train, "pretrain", lambda cfg, resume=False: seen.setdefault("cfg", cfg) and
+    monkeypatch.setattr(train, "pretrain", lambda cfg, **kw: seen.setdefault("cfg", cfg) and
                         types.SimpleNamespace(metrics={}))
     cli.main(["pretrain", "--dataset", "stl10", "--no-blur", "--min-scale", "0.2", "--no-cifar-stem",
               "--proj-last-bn", "--zero-init-residual", "--out", "unused"])
