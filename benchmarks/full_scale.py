@@ -41,7 +41,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 for _p in (ROOT, ROOT / "benchmarks" / "gpu"):
@@ -51,6 +51,9 @@ for _p in (ROOT, ROOT / "benchmarks" / "gpu"):
 import torch  # noqa: E402
 
 import artifacts  # noqa: E402
+
+if TYPE_CHECKING:
+    from simclr_lib.config import SimCLRConfig
 
 STAGES = ("a", "b", "c", "f", "e03", "e04", "e05", "e06", "d")  # run order: f right after c, the long d last
 NOTEBOOKS = {"e03": "03_training_loop_lars", "e04": "04_linear_evaluation", "e05": "05_tsne_embeddings",
@@ -85,6 +88,7 @@ class Ctx:
 # Records
 # --------------------------------------------------------------------------------------------------------------
 def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
@@ -104,6 +108,7 @@ def git_commit() -> dict:
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's architecture, cores and torch threads."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
@@ -117,20 +122,24 @@ def meta(ctx: Ctx) -> dict:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
     from simclr_lib.runtime import atomic_write_text
 
     atomic_write_text(json.dumps(obj, indent=2, default=str), path)
 
 
 def read_json(path: Path) -> Optional[dict]:
+    """The JSON object at ``path``, or None when the file does not exist."""
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def stage_path(ctx: Ctx, name: str) -> Path:
+    """Where stage ``name`` writes its record."""
     return ctx.out / "stages" / f"{name}.json"
 
 
 def progress_path(ctx: Ctx, name: str) -> Path:
+    """Where a resumable stage keeps its progress between calls."""
     return ctx.out / "progress" / f"{name}.json"
 
 
@@ -142,6 +151,7 @@ def is_done(ctx: Ctx, name: str) -> bool:
 
 
 def outcome(status: str, results: dict, notes: Optional[list[str]] = None) -> dict:
+    """What a stage function returns: its status, results and notes (the driver adds the metadata)."""
     return dict(status=status, results=results, notes=notes or [])
 
 
@@ -203,7 +213,7 @@ def b_plan(ctx: Ctx) -> dict:
         return dict(arch="small", batches=[32], variants=["fp32 (tf32)", "bf16"], steps=3, warmup=1, matmul_n=256)
     variants = list(throughput.VARIANTS) if a.b_variants == "all" else a.b_variants.split(",")
     return dict(arch="resnet18", batches=[int(b) for b in a.b_batches.split(",")], variants=variants,
-                steps=a.b_steps, warmup=a.b_warmup, matmul_n=8192)
+                steps=a.b_steps, warmup=a.b_warmup, matmul_n=a.b_matmul_n)
 
 
 def b_row(ctx: Ctx, plan: dict, batch: int, variant: str, flops: int, ceiling: float) -> dict:
@@ -283,7 +293,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def base_config(ctx: Ctx, name: str, **recipe: Any):
+def base_config(ctx: Ctx, name: str, **recipe: Any) -> "SimCLRConfig":
     """A SimCLRConfig for stage ``name``: the toy one in a dry run, else ``recipe``; then ``--set-<name>``."""
     from simclr_lib.config import SimCLRConfig
 
@@ -293,19 +303,20 @@ def base_config(ctx: Ctx, name: str, **recipe: Any):
                    knn_every=1, knn_k=20, knn_subset=256, checkpoint_every=1, device="cpu")
         cfg = dict(toy, **common)
     else:
-        cfg = dict(dict(dataset="cifar10", data_dir=ctx.data.get("data_dir")), **recipe, **common)
+        cfg = dict(dict(dataset="cifar10", data_dir=ctx.data.get("data_dir"), device=ctx.device.type), **recipe,
+                   **common)
     cfg.update(parse_sets(getattr(ctx.args, f"set_{name}")))
     return SimCLRConfig(**cfg)
 
 
-def c_config(ctx: Ctx):
+def c_config(ctx: Ctx) -> "SimCLRConfig":
     """The paper's CIFAR-10 recipe (App. B.9), spelled out."""
     return base_config(ctx, "c", arch="resnet18", cifar_stem=True, batch_size=512, epochs=100, optimizer="lars",
                        lr=None, lr_scaling="sqrt", temperature=0.5, color_strength=0.5, blur=False,
                        warmup_epochs=10, knn_every=10, knn_k=200, knn_subset=10_000, checkpoint_every=5)
 
 
-def d_config(ctx: Ctx):
+def d_config(ctx: Ctx) -> "SimCLRConfig":
     """The speedrun's default recipe (a first guess to tune with --set-d: its kNN curve is recorded)."""
     return base_config(ctx, "d", arch="resnet18", cifar_stem=True, batch_size=512, epochs=400, optimizer="lars",
                        lr=None, lr_scaling="sqrt", temperature=0.2, color_strength=0.5, blur=False,
@@ -324,6 +335,7 @@ def budget_callback(ctx: Ctx, cfg, target: Optional[float], walls: list[float], 
     state: dict[str, Any] = dict(last=time.perf_counter(), stopped=None)
 
     def callback(record: dict) -> bool:
+        """Record the epoch's wall time; True stops pretrain() after this epoch."""
         now = time.perf_counter()
         walls.append(now - state["last"])
         state["last"] = now
@@ -349,6 +361,7 @@ def load_trained(ckpt: Path, device: Any) -> tuple[Any, Any, list[dict]]:
 
 
 def ckpt_history(ckpt: Path) -> list[dict]:
+    """The per-epoch history stored in a checkpoint ([] when there is none)."""
     from simclr_lib.checkpoint import load_checkpoint
 
     return load_checkpoint(ckpt)["history"] if ckpt.is_file() else []
@@ -403,13 +416,12 @@ def training_summary(cfg, prog: dict, target: Optional[float] = None) -> dict:
 # --------------------------------------------------------------------------------------------------------------
 # Stage c: the 100-epoch run, linear probe, kNN, random-init baseline
 # --------------------------------------------------------------------------------------------------------------
-def evaluate_frozen(encoder: torch.nn.Module, cfg, ctx: Ctx) -> dict:
+def evaluate_frozen(encoder: torch.nn.Module, cfg: "SimCLRConfig", ctx: Ctx, splits: tuple) -> dict:
     """Linear probe (C chosen on a class-balanced 20 % of the train images) and kNN (k=200, cosine) on h."""
     from simclr_lib.evaluate import extract_features, knn_accuracy, linear_probe, module_device
-    from simclr_lib.train import labelled_splits, normalization
+    from simclr_lib.train import normalization
 
-    n_train, n_test = (512, 256) if ctx.dry else (50_000, 10_000)
-    train, test = labelled_splits(cfg, n_train, n_test)
+    train, test = splits
     mean, std = normalization(cfg.dataset)
     dev = module_device(encoder)
     t0 = time.perf_counter()
@@ -417,7 +429,7 @@ def evaluate_frozen(encoder: torch.nn.Module, cfg, ctx: Ctx) -> dict:
     t1 = time.perf_counter()
     cs = (0.1, 1.0) if ctx.dry else (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
     probe = linear_probe(ftr, train.labels, fte, test.labels, backend="torch", C=list(cs), device=dev,
-                         max_iter=200 if ctx.dry else 1000)
+                         max_iter=100 if ctx.dry else 1000)
     t2 = time.perf_counter()
     k = min(200, len(ftr))
     knn = knn_accuracy(ftr, train.labels, fte, test.labels, k=k, device=dev)
@@ -447,9 +459,12 @@ def stage_c(ctx: Ctx) -> Optional[dict]:
         return None
     if ctx.ran and not ctx.dry and ctx.left() < EVAL_RESERVE_S and prog["calls"][-1]["stopped"] == "already trained":
         return None
+    from simclr_lib.train import labelled_splits
+
     model = model.to(ctx.device)
-    trained = evaluate_frozen(model.encoder, cfg, ctx)
-    baseline = evaluate_frozen(random_encoder(cfg, ctx.device), cfg, ctx)
+    splits = labelled_splits(cfg, *((512, 256) if ctx.dry else (50_000, 10_000)))
+    trained = evaluate_frozen(model.encoder, cfg, ctx, splits)
+    baseline = evaluate_frozen(random_encoder(cfg, ctx.device), cfg, ctx, splits)
     summary = training_summary(cfg, prog)
     res = dict(config=cfg.to_dict(), training=summary, trained=trained, random_init=baseline,
                gain_points=100 * (trained["linear_top1"] - baseline["linear_top1"]),
@@ -693,6 +708,7 @@ def may_start(ctx: Ctx, name: str) -> bool:
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="results folder (runs/gpu on the GPU machine)")
     p.add_argument("--stages", default=",".join(STAGES), help="comma-separated, e.g. a,b,c or e (= e03..e06)")
@@ -709,14 +725,19 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--b-variants", default="all", help="'all' or comma-separated names of throughput.VARIANTS")
     p.add_argument("--b-steps", type=int, default=30)
     p.add_argument("--b-warmup", type=int, default=5)
+    p.add_argument("--b-matmul-n", type=int, default=8192, help="side of the bf16 matmul that sets the ceiling")
+    p.add_argument("--device", default="cuda", help="cuda; 'cpu' only to rehearse the real stages with small "
+                   "--set-c/--set-d overrides on a machine without a GPU")
     return p.parse_args(argv)
 
 
 def make_ctx(args: argparse.Namespace) -> Ctx:
     """Device (CPU in a dry run; else CUDA, with tf32 and cuDNN autotuning), budget and output folder."""
-    if not args.dry_run and not torch.cuda.is_available():
+    device = torch.device("cpu" if args.dry_run else args.device)
+    if args.dry_run:
+        torch.set_num_threads(1)  # toy-sized ops: a second thread only spins against CI's other jobs
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this command is for a GPU machine (use --dry-run on a CPU)")
-    device = torch.device("cpu" if args.dry_run else "cuda")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -79,6 +79,7 @@ def restore_portable(portable: Path, ckpt_path: Path) -> Optional[int]:
 
 
 def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(MiB), b""):

@@ -84,6 +84,7 @@ def rebuild_state(results: Path, state: Path, done: dict[str, dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Unpack, publish, rebuild the state, and print what is done and what is left."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files_at", type=Path, help="folder holding export_manifest.json and export.tar.NN")
     p.add_argument("--results", type=Path, default=ROOT / "runs" / "gpu_results")

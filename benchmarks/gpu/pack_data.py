@@ -72,6 +72,7 @@ def decode_jpegs(raws: list[bytes], chunk: int = 4096) -> torch.Tensor:
 
 
 def _row_key(row: torch.Tensor) -> bytes:
+    """A 16-byte digest of one decoded image (to match files to rows)."""
     return hashlib.blake2b(row.contiguous().numpy().tobytes(), digest_size=16).digest()
 
 

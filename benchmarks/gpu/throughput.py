@@ -36,10 +36,12 @@ class StepTimer:
     """Marks points of a step: CUDA events on a GPU (read after one synchronize), ``perf_counter`` on a CPU."""
 
     def __init__(self, device: torch.device) -> None:
+        """Events on CUDA devices, host clock elsewhere."""
         self.cuda = device.type == "cuda"
         self.marks: list[list] = []
 
     def mark(self) -> object:
+        """Record a point in the step (an event on the current stream, or the host time)."""
         if self.cuda:
             e = torch.cuda.Event(enable_timing=True)
             e.record()
@@ -54,7 +56,7 @@ class StepTimer:
         return float(b) - float(a)  # type: ignore[arg-type]
 
 
-def _setup(arch: str, batch: int, variant: str, device: torch.device):
+def _setup(arch: str, batch: int, variant: str, device: torch.device) -> tuple:
     """Model (+ compiled form), LARS, augmentation, generator and uint8 images for one variant."""
     channels_last, _, mode = VARIANTS[variant]
     cfg = SimCLRConfig(arch=arch, batch_size=batch)
@@ -76,11 +78,13 @@ def make_step(arch: str, batch: int, variant: str, device: torch.device) -> tupl
     channels_last, dtype, _ = VARIANTS[variant]
 
     def augment(i: int) -> torch.Tensor:
+        """Two normalised views of the i-th batch (of 4 that cycle)."""
         x = images[(i % 4) * batch:(i % 4 + 1) * batch]
         views = normalize(aug.views(x, 2, generator=gen), CIFAR10_MEAN, CIFAR10_STD)
         return views.contiguous(memory_format=torch.channels_last) if channels_last else views
 
     def train(views: torch.Tensor) -> torch.Tensor:
+        """Forward, NT-Xent, backward and LARS step; the loss, detached."""
         with autocast_context(device, dtype):
             _, z = step_model(views)
         loss = nt_xent(z, cfg.temperature)
