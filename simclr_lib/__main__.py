@@ -254,7 +254,8 @@ def _knn(args) -> dict:
 
 def _embed(args) -> dict:
     """t-SNE / PCA figure of the test features, and optionally a TensorBoard projector log."""
-    from .embed import export_projector, figure_format, pca, save_figure, scatter_by_class, tsne
+    from .embed import export_projector, pca, tsne
+    from .plots import figure_format, save_figure, scatter_by_class
 
     out = args.out or f"{args.method}.png"
     _check_output_file(out, "--out")

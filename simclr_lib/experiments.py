@@ -4,8 +4,8 @@ One experiment is :func:`run_grid` over a few settings (batch size x epochs, Fig
 colour strength, Table 1; pairs of augmentations, Fig. 5; the projection head, Sec. 4.2 / Fig. 8): every setting
 is a short :func:`~simclr_lib.train.pretrain` run on a small subset, then a kNN classifier and a linear probe on
 frozen encoder features h (and, if asked, on z = g(h)). Each row records the setting, the accuracies and the
-seconds it took, so a notebook can show a table (:func:`table`, :func:`pivot`) or a figure
-(:func:`heatmap`, :func:`grouped_bars`, :func:`line_plot`) that each return a ``matplotlib.figure.Figure``.
+seconds it took, so a notebook can show a table (:func:`simclr_lib.plots.markdown_table`) or a figure
+(:func:`simclr_lib.plots.heatmap`, :func:`~simclr_lib.plots.grouped_bars`, :func:`~simclr_lib.plots.line_plot`).
 """
 from __future__ import annotations
 
@@ -18,16 +18,15 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from .augment import OPS, SimCLRAugment
 from .config import SimCLRConfig
 from .data import ImageData, load_dataset
 from .evaluate import evaluation_mode, extract_features, knn_accuracy, linear_probe, module_device
+from .plots import label as _label  # how a setting is written in run-folder names
 from .train import normalization, pretrain
 
-OP_NAMES = {"crop": "crop", "flip": "flip", "jitter": "colour", "grayscale": "grey", "blur": "blur"}
 Evaluate = Callable[[Any, SimCLRConfig, "ExperimentData"], dict]
 
 
@@ -96,12 +95,6 @@ def run_one(cfg: SimCLRConfig, data: ExperimentData, ops: Optional[Sequence[str]
                 train_seconds=t1 - t0, seconds=time.perf_counter() - t0)
 
 
-def _label(value: Any) -> str:
-    if isinstance(value, (tuple, list)):
-        return "+".join(OP_NAMES.get(v, str(v)) for v in value) or "none"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def run_grid(base_cfg: SimCLRConfig, grid: dict[str, Sequence[Any]], data: ExperimentData,
              evaluate: Evaluate = evaluate_run, progress: bool = True) -> list[dict]:
     """One run per combination of ``grid`` values (config fields, plus ``"ops"`` for the augmentation ops).
@@ -138,74 +131,3 @@ def pair_matrix(rows: Sequence[dict], ops: Sequence[str], value: str) -> np.ndar
         m[i, j] = m[j, i] = r[value]
     m[:, k] = np.nanmean(m[:, :k], axis=1)
     return m
-
-
-# --- tables and figures ------------------------------------------------------------------------------------------
-def table(rows: Sequence[dict], columns: Sequence[str], digits: int = 1) -> str:
-    """A Markdown table of ``columns`` of ``rows`` (floats with ``digits`` decimals, op tuples as "crop+colour")."""
-    def cell(v: Any) -> str:
-        return f"{v:.{digits}f}" if isinstance(v, float) else _label(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def pivot(rows: Sequence[dict], index: str, columns: str, value: str) -> tuple[list, list, np.ndarray]:
-    """``value`` laid out by two settings. Returns (index values, column values, matrix (I, C), NaN where absent)."""
-    ri = sorted({r[index] for r in rows})
-    ci = sorted({r[columns] for r in rows})
-    m = np.full((len(ri), len(ci)), np.nan)
-    for r in rows:
-        m[ri.index(r[index]), ci.index(r[columns])] = r[value]
-    return ri, ci, m
-
-
-def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str = "",
-            cbar_label: str = "top-1 (%)", fmt: str = "{:.1f}") -> Figure:
-    """Annotated heatmap (NaN cells blank), e.g. Fig. 5's augmentation pairs. Shape: matrix (R, C)."""
-    fig = Figure(figsize=(1.0 * len(col_labels) + 2.2, 0.8 * len(row_labels) + 1.4), layout="constrained")
-    ax = fig.add_subplot()
-    im = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis")
-    ax.set_xticks(range(len(col_labels)), col_labels), ax.set_yticks(range(len(row_labels)), row_labels)
-    lo, hi = np.nanmin(matrix), np.nanmax(matrix)
-    for (i, j), v in np.ndenumerate(matrix):
-        if np.isfinite(v):
-            dark = hi > lo and (v - lo) / (hi - lo) > 0.6
-            ax.text(j, i, fmt.format(v), ha="center", va="center", color="black" if dark else "white")
-    fig.colorbar(im, ax=ax, label=cbar_label, shrink=0.8)
-    ax.set_title(title)
-    return fig
-
-
-def grouped_bars(rows: Sequence[dict], x: str, hue: str, value: str, title: str = "",
-                 ylabel: str = "top-1 (%)") -> Figure:
-    """Bars of ``value`` per ``x`` setting, one colour per ``hue`` setting (Fig. 9: x = epochs, hue = batch)."""
-    hues, xs, m = pivot(rows, hue, x, value)  # m: H x X
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    width = 0.8 / len(hues)
-    for k, h in enumerate(hues):
-        ax.bar(np.arange(len(xs)) + (k - (len(hues) - 1) / 2) * width, m[k], width, label=f"{hue} {_label(h)}")
-    ax.set_xticks(range(len(xs)), [_label(v) for v in xs])
-    lo = np.nanmin(m)
-    ax.set_ylim(max(0.0, lo - 5), np.nanmax(m) + 2)
-    ax.set_xlabel(x), ax.set_ylabel(ylabel), ax.set_title(title), ax.legend(fontsize="small")
-    return fig
-
-
-def line_plot(rows: Sequence[dict], x: str, values: Sequence[str], title: str = "", logx: bool = False,
-              ylabel: str = "top-1 (%)") -> Figure:
-    """One line per entry of ``values`` (e.g. "probe_h", "knn_h") against the setting ``x``."""
-    rows = sorted(rows, key=lambda r: r[x])
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.add_subplot()
-    for v in values:
-        ax.plot([r[x] for r in rows], [r[v] for r in rows], "o-", label=v)
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xticks([r[x] for r in rows], [_label(r[x]) for r in rows])
-    ax.minorticks_off()
-    ax.set_xlabel(x), ax.set_ylabel(ylabel), ax.set_title(title), ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    return fig

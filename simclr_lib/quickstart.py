@@ -56,7 +56,8 @@ def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = N
                    n_probe_train: int = 10000, n_probe_test: int = 10000, progress: bool = True,
                    seed: int = 0, overwrite: bool = False) -> dict:
     """Pre-train, probe trained vs random init, save ``metrics.json`` and ``tsne.png`` under ``out_dir``."""
-    from .embed import save_figure, side_by_side, tsne
+    from .embed import tsne
+    from .plots import save_figure, side_by_side
 
     t0 = time.perf_counter()
     name, why = (dataset, "") if dataset else find_dataset(data_dir)

@@ -189,7 +189,7 @@ def test_results_are_written_atomically(run, tmp_path, capsys):
 def test_save_figure_is_atomic(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from simclr_lib.embed import save_figure
+    from simclr_lib.plots import save_figure
 
     fig_path = tmp_path / "fig.png"
     fig_path.write_bytes(b"old figure")

@@ -1,12 +1,12 @@
-"""experiments.py: grids of short runs on the offline shapes set, the Fig. 5 table and the figures."""
+"""experiments.py: grids of short runs on the offline shapes set and the Fig. 5 table (figures: test_plots.py)."""
 import math
 
 import numpy as np
 import pytest
 import torch
-from matplotlib.figure import Figure
 
 from simclr_lib import experiments as ex
+from simclr_lib import plots
 from simclr_lib.config import SimCLRConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -39,7 +39,7 @@ def test_run_grid_rows_and_out_dirs(data, tmp_path):
         assert 0 <= r["knn_h"] <= 100 and 0 <= r["knn_z"] <= 100 and math.isfinite(r["loss"])
         assert r["steps"] == 2 and r["seconds"] >= r["train_seconds"] > 0
     assert (tmp_path / "runs" / "temperature=0.2_ops=crop+colour" / "checkpoints" / "last.pt").is_file()
-    md = ex.table(rows, ["temperature", "ops", "knn_h"])
+    md = plots.markdown_table(rows, ["temperature", "ops", "knn_h"])  # op tuples as in the folder names
     assert md.splitlines()[2].startswith("| 0.2 | crop+colour | ")
 
 
@@ -63,15 +63,3 @@ def test_pairs_and_pair_matrix():
     want = np.array([[0, 30, 40], [30, 10, 50], [40, 50, 20]], dtype=float)
     np.testing.assert_allclose(m[:, :3], want)
     np.testing.assert_allclose(m[:, 3], want.mean(1))
-
-
-def test_pivot_and_figures():
-    rows = [dict(batch_size=b, epochs=e, acc=float(b + e)) for b in (32, 64) for e in (1, 2, 4)]
-    ri, ci, m = ex.pivot(rows, "batch_size", "epochs", "acc")
-    assert ri == [32, 64] and ci == [1, 2, 4] and m[1, 2] == 68
-    figs = [ex.grouped_bars(rows, "epochs", "batch_size", "acc"), ex.line_plot(rows[:3], "epochs", ["acc"], logx=True),
-            ex.heatmap(np.array([[1.0, np.nan], [3.0, 4.0]]), ["a", "b"], ["c", "d"], "t")]
-    assert all(isinstance(f, Figure) for f in figs)
-    texts = [t.get_text() for t in figs[2].axes[0].texts]
-    assert texts == ["1.0", "3.0", "4.0"]  # the NaN cell stays blank
-    assert len(figs[0].axes[0].patches) == 6

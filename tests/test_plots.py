@@ -1,12 +1,73 @@
-"""Figure helpers: every plot returns a Figure with the expected panels, and bad input fails with a clear message."""
+"""simclr_lib.plots: every figure is a Figure (no pyplot state) with the expected panels and artists, the one
+Markdown table writer, atomic saving, and bad input failing with a clear message."""
 import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from PIL import Image
 
 from simclr_lib import plots
+from simclr_lib.data import make_shapes
+from simclr_lib.embed import nearest_neighbours, pca
+from simclr_lib.optim import epoch_stepped_cosine, warmup_cosine
+
+N = 200
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
+@pytest.fixture(scope="module")
+def data():
+    """200 labelled shapes images and features in which the class is visible (one-hot + noise)."""
+    d = make_shapes(N, size=16, seed=0)
+    g = torch.Generator().manual_seed(0)
+    feats = torch.nn.functional.one_hot(d.labels, 8).float() * 6 + torch.randn(N, 8, generator=g)
+    return d, torch.cat([feats, torch.randn(N, 56, generator=g)], dim=1)  # N x 64
+
+
+def _png(path):
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width > 100 and im.height > 100
+
+
+# --- core: figure, markdown_table, label, save_figure ---------------------------------------------------------------
+def test_figure_makes_panels_without_pyplot_or_draws_into_ax():
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    fig, ax = plots.figure(size=(3, 2), title="t")
+    assert isinstance(fig, Figure) and fig.get_size_inches().tolist() == [3, 2] and fig._suptitle.get_text() == "t"
+    assert plots.figure(ax=ax) == (fig, ax)
+    _, axes = plots.figure(2, 3, squeeze=False, sharey=True)
+    assert axes.shape == (2, 3)
+    assert plots.figure(subplot_kw={"projection": "3d"})[1].name == "3d"
+    with pytest.raises(ValueError, match="one axes"):
+        plots.figure(1, 2, ax=ax)
+    assert plt.get_fignums() == before  # nothing registered with pyplot
+
+
+def test_markdown_table_and_label():
+    rows = [dict(method="a", top1=0.51234), dict(method="b", top1=0.5, labels=10)]
+    assert plots.markdown_table(rows, ["method", "labels", "top1"], digits=2).splitlines() == [
+        "| method | labels | top1 |", "|---|---|---|", "| a |  | 0.51 |", "| b | 10 | 0.50 |"]
+    rows = [dict(ops=("crop", "jitter"), tau=np.float64(0.5)), dict(ops=(), tau=1.0)]
+    assert plots.markdown_table(rows, ["ops", "tau"]).splitlines()[2:] == ["| crop+colour | 0.5 |", "| none | 1.0 |"]
+    assert [plots.label(v) for v in (0.10, 256, ["grayscale", "blur"], "x")] == ["0.1", "256", "grey+blur", "x"]
+
+
+def test_save_figure_formats_and_folders(tmp_path):
+    fig, _ = plots.figure()
+    _png(plots.save_figure(fig, tmp_path / "sub" / "a.png"))
+    assert plots.save_figure(fig, tmp_path / "b") == tmp_path / "b.png"
+    assert plots.save_figure(fig, tmp_path / "c.pdf").read_bytes()[:4] == b"%PDF"
+    assert plots.figure_format("x.svg") == "svg" and plots.figure_format("x.notaformat") is None
+    with pytest.raises(ValueError, match=r"cannot write \.notaformat"):
+        plots.save_figure(fig, tmp_path / "x.notaformat")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png", "c.pdf", "sub"]  # no temporary files left
+
+
+# --- views (notebooks 01-02) -----------------------------------------------------------------------------------------
 def test_to_hwc_accepts_uint8_float_chw_and_hwc():
     u8 = torch.randint(0, 256, (2, 3, 4, 5), dtype=torch.uint8)
     out = plots.to_hwc(u8)
@@ -49,3 +110,114 @@ def test_similarity_plots():
 def test_histogram_lines():
     fig = plots.histogram_lines({"a": torch.rand(12), "b": np.ones(12)}, bins=4)
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 3
+
+
+# --- training (notebooks 03-04) -------------------------------------------------------------------------------------
+def _history():
+    return [dict(epoch=e, loss=5 - e * 0.1, contrastive_top1=0.1 * e, contrastive_top5=0.2 * e,
+                 **({"knn_top1": 0.05 * e} if e % 2 == 0 else {})) for e in range(1, 5)]
+
+
+def test_plot_history_panels():
+    fig = plots.plot_history(_history(), title="run")
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    assert len(fig.axes[0].lines[0].get_xdata()) == 4
+    assert list(fig.axes[2].lines[0].get_ydata()) == pytest.approx([10.0, 20.0])  # kNN only where recorded
+    with pytest.raises(ValueError):
+        plots.plot_history([])
+
+
+def test_plot_curves_schedules_trust_and_fractions():
+    fig = plots.plot_curves({"lars": [3, 2, 1], "sgd": [3, 2.5, 2]}, logy=True)
+    assert len(fig.axes[0].lines) == 2
+    sched = {"ours": [warmup_cosine(s, 40, 4) for s in range(40)], "seed": epoch_stepped_cosine(4, 10, 1)}
+    fig = plots.plot_schedules(sched, steps_per_epoch=10)
+    assert fig.axes[0].lines[0].get_xdata()[-1] == pytest.approx(3.9)
+    fig = plots.plot_trust_ratios({"0.weight": 1e-3, "1.weight": 2e-2})
+    assert len(fig.axes[0].patches) == 2
+    with pytest.raises(ValueError):
+        plots.plot_trust_ratios({})
+    rows = [dict(n_labels=10, top1=0.2), dict(n_labels=100, top1=0.4)]
+    fig = plots.plot_label_fractions({"simclr": rows, "random": rows})
+    assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].lines) == 2
+
+
+def test_single_panel_plots_draw_into_a_given_panel():
+    fig, axes = plots.figure(1, 2, (8, 3))
+    assert plots.plot_curves({"a": [1, 2]}, ax=axes[0]) is fig
+    assert plots.plot_trust_ratios({"w": 0.1}, ax=axes[1]) is fig
+    assert len(fig.axes) == 2 and len(axes[0].lines) == 1 and len(axes[1].patches) == 1
+
+
+# --- embeddings (notebook 05) ---------------------------------------------------------------------------------------
+def test_scatter_by_class_draws_one_collection_per_class_and_saves(data, tmp_path):
+    d, feats = data
+    xy = pca(feats)
+    fig = plots.scatter_by_class(xy, d.labels, d.classes, title="PCA")
+    ax = fig.axes[0]
+    assert isinstance(fig, Figure) and len(fig.axes) == 1 and len(ax.collections) == 8
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == d.classes and ax.get_title() == "PCA"
+    _png(plots.save_figure(fig, tmp_path / "sub" / "pca.png"))
+    fig2, ax2 = plots.figure()
+    assert plots.scatter_by_class(xy[:10], d.labels[:10], d.classes, ax=ax2) is fig2  # draws into the given axes
+    assert len(ax2.collections) == len(set(d.labels[:10].tolist()))
+    with pytest.raises(ValueError, match="points"):
+        plots.scatter_by_class(xy[:, :1], d.labels, d.classes)
+
+
+def test_scatter_3d(data, tmp_path):
+    d, feats = data
+    fig = plots.scatter_3d(pca(feats, 3), d.labels, d.classes)
+    assert fig.axes[0].name == "3d" and len(fig.axes[0].collections) == 8
+    _png(plots.save_figure(fig, tmp_path / "3d.png"))
+
+
+def test_thumbnail_scatter_draws_n_images(data, tmp_path):
+    d, feats = data
+    fig = plots.thumbnail_scatter(pca(feats), d.images, n=50)
+    images = [a for a in fig.axes[0].get_children() if isinstance(a, AxesImage)]
+    assert len(images) == 50 and images[0].get_array().shape == (16, 16, 3)
+    assert len(plots.thumbnail_scatter(pca(feats), d.images, n=10_000).axes[0].images) == N
+    _png(plots.save_figure(fig, tmp_path / "thumbs.png"))
+
+
+def test_neighbour_grid_marks_correct_and_wrong_neighbours(data, tmp_path):
+    d, feats = data
+    queries, k = [0, 1, 2], 6
+    fig = plots.neighbour_grid(queries, feats, d.images, k=k, labels=d.labels, classes=d.classes)
+    axes = fig.axes
+    assert len(axes) == len(queries) * (k + 1)
+    nn_idx = nearest_neighbours(queries, feats, k)
+    for r, q in enumerate(queries):
+        assert axes[r * (k + 1)].get_title() == f"query\n{d.classes[d.labels[q]]}"
+        for c in range(k):
+            ax, j = axes[r * (k + 1) + c + 1], int(nn_idx[r, c])
+            assert ax.get_title() == d.classes[d.labels[j]]
+            same = bool(d.labels[j] == d.labels[q])
+            assert ax.title.get_color() == ("tab:green" if same else "tab:red")
+    _png(plots.save_figure(fig, tmp_path / "neighbours.png"))
+    assert len(plots.neighbour_grid([5], feats, d.images, k=3).axes) == 4  # no labels: plain frames
+
+
+def test_side_by_side_has_two_maps_and_one_legend(data, tmp_path):
+    d, feats = data
+    fig = plots.side_by_side(pca(feats), pca(feats.flip(1)), d.labels, d.classes, titles=("a", "b"))
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    assert all(len(ax.collections) == 8 and ax.get_legend() is None for ax in fig.axes)
+    assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 8
+    _png(plots.save_figure(fig, tmp_path / "side.png"))
+
+
+# --- grids (notebook 06) --------------------------------------------------------------------------------------------
+def test_pivot_and_grid_figures():
+    rows = [dict(batch_size=b, epochs=e, acc=float(b + e)) for b in (32, 64) for e in (1, 2, 4)]
+    ri, ci, m = plots.pivot(rows, "batch_size", "epochs", "acc")
+    assert ri == [32, 64] and ci == [1, 2, 4] and m[1, 2] == 68
+    assert np.isnan(plots.pivot(rows[:5], "batch_size", "epochs", "acc")[2][1, 2])  # absent pair: NaN
+    bars = plots.grouped_bars(rows, "epochs", "batch_size", "acc")
+    assert len(bars.axes[0].patches) == 6 and [t.get_text() for t in bars.axes[0].get_legend().get_texts()] == [
+        "batch_size 32", "batch_size 64"]
+    lines = plots.line_plot(rows[:3], "epochs", ["acc"], logx=True)
+    assert lines.axes[0].get_xscale() == "log" and list(lines.axes[0].lines[0].get_ydata()) == [33.0, 34.0, 36.0]
+    heat = plots.heatmap(np.array([[1.0, np.nan], [3.0, 4.0]]), ["a", "b"], ["c", "d"], "t")
+    assert [t.get_text() for t in heat.axes[0].texts] == ["1.0", "3.0", "4.0"]  # the NaN cell stays blank

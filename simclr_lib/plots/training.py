@@ -1,7 +1,7 @@
-"""Plots of training and evaluation: loss/accuracy curves, LR schedules, LARS trust ratios, label fractions.
+"""Figures of notebooks 03-04: loss/accuracy curves, LR schedules, LARS trust ratios, label fractions.
 
-Every plot builds a ``matplotlib.figure.Figure`` directly (no pyplot state, safe under the Agg backend, shown
-once in Jupyter) or draws into the ``ax=`` it is given, and returns the Figure. Nothing here calls ``plt.show``.
+The single-panel plots draw into the ``ax=`` they are given (a panel of a larger figure) or a new Figure, and
+return the Figure.
 """
 from __future__ import annotations
 
@@ -10,12 +10,7 @@ from typing import Mapping, Optional, Sequence
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-
-def _figure(ax: Optional[Axes], figsize=(6, 4)) -> tuple[Figure, Axes]:
-    if ax is not None:
-        return ax.figure, ax
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.add_subplot()
+from .core import figure
 
 
 def plot_history(history: Sequence[Mapping[str, float]], title: str = "") -> Figure:
@@ -27,8 +22,7 @@ def plot_history(history: Sequence[Mapping[str, float]], title: str = "") -> Fig
     """
     if not history:
         raise ValueError("history is empty: train at least one epoch first")
-    fig = Figure(figsize=(13, 3.6), layout="constrained")
-    axes = fig.subplots(1, 3)
+    fig, axes = figure(1, 3, (13, 3.6), title=title or None)
     ep = [r["epoch"] for r in history]
     axes[0].plot(ep, [r["loss"] for r in history], "o-")
     axes[0].set(xlabel="epoch", ylabel="NT-Xent loss (epoch mean)", title="loss")
@@ -43,8 +37,6 @@ def plot_history(history: Sequence[Mapping[str, float]], title: str = "") -> Fig
     axes[2].set(xlabel="epoch", ylabel="top-1 %", title="kNN monitor (frozen h)")
     for ax in axes:
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
     return fig
 
 
@@ -56,10 +48,10 @@ def plot_curves(curves: Mapping[str, Sequence[float]], xlabel: str = "step", yla
     Shape:
         curves: {label: (T,) values}; the x axis is ``x`` (T,) or 1..T.
     """
-    fig, ax = _figure(ax)
-    for label, ys in curves.items():
+    fig, ax = figure(ax=ax)
+    for name, ys in curves.items():
         xs = list(x) if x is not None else range(1, len(ys) + 1)
-        ax.plot(xs, list(ys), "o-" if len(ys) <= 30 else "-", ms=3, label=label)
+        ax.plot(xs, list(ys), "o-" if len(ys) <= 30 else "-", ms=3, label=name)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if logy:
         ax.set_yscale("log")
@@ -77,10 +69,10 @@ def plot_schedules(schedules: Mapping[str, Sequence[float]], steps_per_epoch: in
     """
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch={steps_per_epoch} must be >= 1")
-    fig, ax = _figure(ax)
-    for i, (label, ys) in enumerate(schedules.items()):
+    fig, ax = figure(ax=ax)
+    for i, (name, ys) in enumerate(schedules.items()):
         ax.plot([s / steps_per_epoch for s in range(len(ys))], list(ys), lw=2, ls=("-", "--", ":")[i % 3],
-                label=label)
+                label=name)
     ax.set(xlabel="epoch", ylabel="learning rate / peak", title=title, ylim=(-0.03, 1.05))
     ax.grid(alpha=0.3)
     ax.legend()
@@ -96,7 +88,7 @@ def plot_trust_ratios(ratios: Mapping[str, float], title: str = "LARS trust rati
     """
     if not ratios:
         raise ValueError("no trust ratios to plot: call loss.backward() before trust_ratios()")
-    fig, ax = _figure(ax, figsize=(max(6.0, 0.55 * len(ratios) + 2), 4))
+    fig, ax = figure(size=(max(6.0, 0.55 * len(ratios) + 2), 4), ax=ax)
     names = list(ratios)
     ax.bar(range(len(names)), [ratios[n] for n in names], color="C0")
     ax.set_xticks(range(len(names)), [n.replace(".weight", "") for n in names], rotation=45, ha="right",
@@ -114,9 +106,9 @@ def plot_label_fractions(sweeps: Mapping[str, Sequence[Mapping[str, float]]], ti
     Shape:
         sweeps: {label: rows of :func:`~simclr_lib.evaluate.label_fraction_sweep`, each with n_labels, top1}.
     """
-    fig, ax = _figure(ax)
-    for label, rows in sweeps.items():
-        ax.plot([r["n_labels"] for r in rows], [100 * r["top1"] for r in rows], "o-", label=label)
+    fig, ax = figure(ax=ax)
+    for name, rows in sweeps.items():
+        ax.plot([r["n_labels"] for r in rows], [100 * r["top1"] for r in rows], "o-", label=name)
     ax.set_xscale("log")
     ax.set(xlabel="labelled training images (log)", ylabel="test top-1 %", title=title)
     ax.grid(alpha=0.3, which="both")

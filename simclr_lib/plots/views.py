@@ -1,54 +1,40 @@
-"""Generic figures of the notebooks: image grids, labelled rows of views, the similarity matrix with its masks,
-the softmax over negatives at several temperatures, colour histograms (Chen et al. 2020, Sec. 2.1, 3, Fig. 6).
+"""Figures of notebooks 01-02: image grids, labelled rows of views, the similarity matrix with its masks, the
+softmax over negatives at several temperatures, colour histograms (Chen et al. 2020, Sec. 2.1, 3, Fig. 6).
 
-Every plot builds a ``matplotlib.figure.Figure`` directly (no pyplot state, safe under the Agg backend, shown once
-in Jupyter) and returns it. Images may be uint8 in [0, 255] or float in [0, 1], as tensors or arrays.
+Images may be uint8 in [0, 255] or float in [0, 1], as tensors or arrays.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.collections import PatchCollection
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-Images = Union[torch.Tensor, np.ndarray]
-
-
-def to_hwc(images: Images) -> np.ndarray:
-    """Images as a float array in [0, 1] for ``imshow``.
-
-    Shape: (B, 3, H, W) or (3, H, W) tensor / array (or (B, H, W, 3) array) -> (B, H, W, 3) float32.
-    """
-    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    x = x[None] if x.ndim == 3 else x
-    if x.ndim != 4 or 3 not in (x.shape[1], x.shape[-1]):
-        raise ValueError(f"need images (B, 3, H, W) or (B, H, W, 3), got shape {x.shape}")
-    if x.shape[1] == 3 and x.shape[-1] != 3:
-        x = x.transpose(0, 2, 3, 1)
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    return np.clip(x, 0.0, 1.0)
+from .core import Images, figure, to_hwc, to_numpy
 
 
 def image_grid(images: Images, ncols: int = 8, titles: Optional[Sequence[str]] = None, size: float = 1.3,
                suptitle: Optional[str] = None) -> Figure:
-    """The images in a grid of ``ncols`` columns, optionally titled. Shape: (B, 3, H, W) or (B, H, W, 3)."""
+    """The images in a grid of ``ncols`` columns, optionally titled.
+
+    Shape: images (B, 3, H, W) or (B, H, W, 3); titles B strings.
+    """
     x = to_hwc(images)
     ncols = max(1, min(ncols, len(x)))
     nrows = -(-len(x) // ncols)
-    fig = Figure(figsize=(size * ncols, size * nrows + (0.3 if titles else 0)), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig, axes = figure(nrows, ncols, (size * ncols, size * nrows + (0.3 if titles else 0)), title=suptitle,
+                       squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i < len(x):
             ax.imshow(x[i], interpolation="nearest")
             if titles is not None:
                 ax.set_title(titles[i], fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle)
     return fig
 
 
@@ -59,41 +45,48 @@ def view_rows(rows: Mapping[str, Images], size: float = 1.2, suptitle: Optional[
     """
     arrays = {k: to_hwc(v) for k, v in rows.items()}
     ncols = max(len(v) for v in arrays.values())
-    fig = Figure(figsize=(size * ncols + 1.2, size * len(arrays)), layout="constrained")
-    axes = fig.subplots(len(arrays), ncols, squeeze=False)
-    for r, (label, x) in enumerate(arrays.items()):
+    fig, axes = figure(len(arrays), ncols, (size * ncols + 1.2, size * len(arrays)), title=suptitle,
+                       squeeze=False)
+    for r, (name, x) in enumerate(arrays.items()):
         for c, ax in enumerate(axes[r]):
             ax.set_xticks([]), ax.set_yticks([])
             for spine in ax.spines.values():
                 spine.set_visible(False)
             if c < len(x):
                 ax.imshow(x[c], interpolation="nearest")
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    if suptitle:
-        fig.suptitle(suptitle)
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     return fig
 
 
-def _mask_overlay(ax, mask: np.ndarray, colour: str, label: str) -> None:
+def _mask_overlay(ax: Axes, mask: np.ndarray, colour: str, name: str) -> None:
+    """Paint the True cells of ``mask`` in ``colour`` over ``ax``'s image, with a legend entry. Shape: (M, M)."""
     rgba = np.zeros(mask.shape + (4,), dtype=np.float32)
     rgba[mask] = (*to_rgb(colour), 1.0)
     ax.imshow(rgba, interpolation="nearest")
-    ax.plot([], [], "s", color=colour, label=label)
+    ax.plot([], [], "s", color=colour, label=name)
+
+
+def positive_mask_matrix(n: int, n_views: int = 2) -> np.ndarray:
+    """True where row and column are two different views of the same image (view-major layout).
+
+    Shape: -> (n_views * n, n_views * n) bool.
+    """
+    ids = np.tile(np.arange(n), n_views)  # M, image id of each row
+    return (ids[:, None] == ids[None, :]) & ~np.eye(n * n_views, dtype=bool)
 
 
 def similarity_heatmap(sim: Images, n_views: int = 2, self_mask: bool = True, positive_mask: bool = True,
                        title: str = "cosine similarity", size: float = 6.0) -> Figure:
-    """The (n_views*N) x (n_views*N) similarity matrix as a heatmap, with the self-mask (diagonal, grey) and
-    the positives (blue outline squares) overlaid, and lines between the view blocks.
+    """The similarity matrix as a heatmap, with the self-mask (diagonal, grey) and the positives (lime outline
+    squares) overlaid, and lines between the view blocks.
 
     Shape: sim (M, M) with M = n_views * N, view-major.
     """
-    s = sim.detach().cpu().numpy() if isinstance(sim, torch.Tensor) else np.asarray(sim)
+    s = to_numpy(sim)
     m = s.shape[0]
     if s.ndim != 2 or s.shape[1] != m or m % n_views:
         raise ValueError(f"need a square (M, M) matrix with M a multiple of n_views={n_views}, got {s.shape}")
-    fig = Figure(figsize=(size + 1.2, size), layout="constrained")
-    ax = fig.add_subplot()
+    fig, ax = figure(size=(size + 1.2, size))
     im = ax.imshow(s, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.8, label="sim(z_i, z_k)")
     n = m // n_views
@@ -111,21 +104,15 @@ def similarity_heatmap(sim: Images, n_views: int = 2, self_mask: bool = True, po
     return fig
 
 
-def positive_mask_matrix(n: int, n_views: int = 2) -> np.ndarray:
-    """True where row and column are two different views of the same image (view-major layout).
-
-    Shape: -> (n_views * n, n_views * n) bool.
-    """
-    ids = np.tile(np.arange(n), n_views)  # M, image id of each row
-    return (ids[:, None] == ids[None, :]) & ~np.eye(n * n_views, dtype=bool)
-
-
 def mask_panels(n: int, n_views: int = 2, size: float = 3.2) -> Figure:
     """The two masks of NT-Xent side by side: the self-mask (the diagonal, dropped from every denominator) and
-    the positive mask (the numerators). Shape: both (n_views * n, n_views * n)."""
+    the positive mask (the numerators).
+
+    Shape: both (n_views * n, n_views * n).
+    """
     m = n * n_views
-    fig = Figure(figsize=(2 * size, size + 0.4), layout="constrained")
-    for ax, mask, title in zip(fig.subplots(1, 2), (np.eye(m, dtype=bool), positive_mask_matrix(n, n_views)),
+    fig, axes = figure(1, 2, (2 * size, size + 0.4))
+    for ax, mask, title in zip(axes, (np.eye(m, dtype=bool), positive_mask_matrix(n, n_views)),
                                ("self-mask: k = i", f"positive mask: same image ({n_views} views)")):
         ax.imshow(mask, cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
         for k in range(1, n_views):
@@ -141,10 +128,9 @@ def softmax_vs_temperature(similarities: Images, temperatures: Sequence[float], 
 
     Shape: similarities (K,) cosine similarities of one anchor to its K candidates (self excluded).
     """
-    s = torch.as_tensor(np.asarray(similarities, dtype=np.float64)).reshape(-1)  # K
+    s = torch.as_tensor(to_numpy(similarities, np.float64)).reshape(-1)  # K
     order = torch.argsort(s, descending=True)
-    fig = Figure(figsize=(2.4 * size, size), layout="constrained")
-    ax_p, ax_h = fig.subplots(1, 2)
+    fig, (ax_p, ax_h) = figure(1, 2, (2.4 * size, size))
     entropies = []
     for tau in temperatures:
         p = torch.softmax(s / tau, dim=0)  # K
@@ -167,13 +153,12 @@ def histogram_lines(hists: Mapping[str, Images], bins: int, size: float = 3.0) -
 
     Shape: each value (3 * bins,).
     """
-    fig = Figure(figsize=(size * len(hists), size * 0.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(hists), sharey=True))
+    fig, axes = figure(1, len(hists), (size * len(hists), size * 0.8), squeeze=False, sharey=True)
     centres = (np.arange(bins) + 0.5) / bins
-    for ax, (title, h) in zip(axes, hists.items()):
-        h = np.asarray(h.cpu() if isinstance(h, torch.Tensor) else h, dtype=np.float32).reshape(3, bins)
+    for ax, (title, h) in zip(axes[0], hists.items()):
+        h = to_numpy(h).reshape(3, bins)
         for c, colour in enumerate(("tab:red", "tab:green", "tab:blue")):
             ax.plot(centres, h[c], color=colour, marker=".")
         ax.set_title(title, fontsize=9), ax.set_xlabel("intensity")
-    axes[0].set_ylabel("fraction of pixels")
+    axes[0, 0].set_ylabel("fraction of pixels")
     return fig

@@ -1,0 +1,28 @@
+"""Every figure and table of the package and its notebooks, in one place.
+
+Each plot makes its Figure with :func:`figure` (constrained layout, no pyplot global state, safe under the Agg
+backend, shown once in Jupyter; nothing calls ``plt.show``) or draws into the ``ax=`` it is given, and returns the
+Figure; :func:`save_figure` writes one atomically. Each table is :func:`markdown_table`. The numbers they show
+are computed elsewhere (:mod:`simclr_lib.embed`, :mod:`simclr_lib.experiments`, :mod:`simclr_lib.evaluate`).
+
+* :mod:`.core` -- :func:`figure`, :func:`markdown_table`, :func:`label`, :func:`save_figure`, conversions
+* :mod:`.views` -- notebooks 01-02: image grids, rows of views, the similarity matrix and its masks, softmax
+* :mod:`.training` -- notebooks 03-04: training history, curves, LR schedules, trust ratios, label fractions
+* :mod:`.embeddings` -- notebook 05: class-coloured maps, thumbnails, nearest-neighbour grids
+* :mod:`.grids` -- notebook 06: experiment grids as heatmaps, grouped bars and lines
+"""
+from .core import (OP_NAMES, figure, figure_format, label, markdown_table, save_figure, to_hwc,
+                   to_numpy)
+from .embeddings import neighbour_grid, scatter_3d, scatter_by_class, side_by_side, thumbnail_scatter
+from .grids import grouped_bars, heatmap, line_plot, pivot
+from .training import (plot_curves, plot_history, plot_label_fractions, plot_schedules,
+                       plot_trust_ratios)
+from .views import (histogram_lines, image_grid, mask_panels, positive_mask_matrix,
+                    similarity_heatmap, softmax_vs_temperature, view_rows)
+
+__all__ = ["OP_NAMES", "figure", "figure_format", "label", "markdown_table", "save_figure", "to_hwc", "to_numpy",
+           "neighbour_grid", "scatter_3d", "scatter_by_class", "side_by_side", "thumbnail_scatter",
+           "grouped_bars", "heatmap", "line_plot", "pivot",
+           "plot_curves", "plot_history", "plot_label_fractions", "plot_schedules", "plot_trust_ratios",
+           "histogram_lines", "image_grid", "mask_panels", "positive_mask_matrix", "similarity_heatmap",
+           "softmax_vs_temperature", "view_rows"]
