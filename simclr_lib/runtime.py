@@ -15,6 +15,8 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # what resolve_precision resolves
+
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
     """``"auto"`` picks CUDA, then MPS, then CPU; an unavailable explicit device is a one-line error."""
@@ -55,7 +57,7 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
     if precision == "fp16":
         return torch.float16
     if precision != "auto":
-        raise ValueError(f"precision={precision!r} is unknown; choose one of auto, fp32, bf16, fp16")
+        raise ValueError(f"precision={precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
     if device.type == "cuda":
         return torch.bfloat16 if native_bf16(device) else torch.float16
     return None
