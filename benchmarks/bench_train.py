@@ -16,12 +16,12 @@ import time
 
 import torch
 
-from simclr_lib.augment import CIFAR10_MEAN, CIFAR10_STD, SimCLRAugment, normalize
+from simclr_lib.augment import SimCLRAugment, make_views
 from simclr_lib.config import SimCLRConfig
-from simclr_lib.loss import nt_xent
 from simclr_lib.models import build_model
 from simclr_lib.optim import build_optimizer
-from simclr_lib.runtime import autocast_context
+from simclr_lib.runtime import make_grad_scaler
+from simclr_lib.train import train_step
 
 VARIANTS = {  # name -> (channels_last, dtype, compile)
     "fp32": (False, None, False),
@@ -45,7 +45,8 @@ def measure(arch: str, batch: int, variant: str, device: torch.device, steps: in
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, "lars", cfg.peak_lr(), cfg.weight_decay)
     step_model = torch.compile(model) if compile_ else model
-    aug = SimCLRAugment(32, 0.5)
+    aug = SimCLRAugment(32, 0.5).to(device)
+    scaler = make_grad_scaler(device, dtype)
     gen = torch.Generator(device=device).manual_seed(0)
     images = torch.randint(0, 256, (batch * 4, 3, 32, 32), dtype=torch.uint8, device=device)
     step_t, aug_t = [], []
@@ -53,17 +54,10 @@ def measure(arch: str, batch: int, variant: str, device: torch.device, steps: in
         x = images[(s % 4) * batch:(s % 4 + 1) * batch]
         _sync(device)
         t0 = time.perf_counter()
-        views = normalize(aug.views(x, 2, generator=gen), CIFAR10_MEAN, CIFAR10_STD)
-        if channels_last:
-            views = views.contiguous(memory_format=torch.channels_last)
+        views = make_views(x, aug, 2, gen, channels_last)  # the training loop's own calls
         _sync(device)
         t1 = time.perf_counter()
-        with autocast_context(device, dtype):
-            _, z = step_model(views)
-        loss = nt_xent(z, 0.5)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(step_model, views, opt, scaler, cfg.temperature, 2, dtype)
         _sync(device)
         if s >= warmup:
             step_t.append(time.perf_counter() - t0)

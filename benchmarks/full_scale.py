@@ -418,14 +418,12 @@ def training_summary(cfg, prog: dict, target: Optional[float] = None) -> dict:
 # --------------------------------------------------------------------------------------------------------------
 def evaluate_frozen(encoder: torch.nn.Module, cfg: "SimCLRConfig", ctx: Ctx, splits: tuple) -> dict:
     """Linear probe (C chosen on a class-balanced 20 % of the train images) and kNN (k=200, cosine) on h."""
-    from simclr_lib.evaluate import extract_features, knn_accuracy, linear_probe, module_device
-    from simclr_lib.train import normalization
+    from simclr_lib.evaluate import features, knn_accuracy, linear_probe, module_device
 
     train, test = splits
-    mean, std = normalization(cfg.dataset)
     dev = module_device(encoder)
     t0 = time.perf_counter()
-    ftr, fte = (extract_features(encoder, d.images, mean, std, batch_size=1024) for d in (train, test))
+    ftr, fte = (features(encoder, d.images, batch_size=1024) for d in (train, test))
     t1 = time.perf_counter()
     cs = (0.1, 1.0) if ctx.dry else (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
     probe = linear_probe(ftr, train.labels, fte, test.labels, backend="torch", C=list(cs), device=dev,
@@ -459,7 +457,7 @@ def stage_c(ctx: Ctx) -> Optional[dict]:
         return None
     if ctx.ran and not ctx.dry and ctx.left() < EVAL_RESERVE_S and prog["calls"][-1]["stopped"] == "already trained":
         return None
-    from simclr_lib.train import labelled_splits
+    from simclr_lib.data import labelled_splits
 
     model = model.to(ctx.device)
     splits = labelled_splits(cfg, *((512, 256) if ctx.dry else (50_000, 10_000)))

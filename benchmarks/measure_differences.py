@@ -32,7 +32,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from simclr_lib.augment import CIFAR10_MEAN, CIFAR10_STD, SimCLRAugment, adjust_brightness
+from simclr_lib.augment import SimCLRAugment, color_jitter
+from simclr_lib.data import CIFAR10_MEAN, CIFAR10_STD
 from simclr_lib.config import SimCLRConfig
 from simclr_lib.loss import nt_xent
 from simclr_lib.models import ProjectionHead, build_model
@@ -311,7 +312,9 @@ def measure_brightness(strength: float = 0.5, n: int = 2000, size: int = 32, see
                   1, 3, 1, 1) * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1)}
     out = {}
     for name, x in images.items():
-        add, mul = additive_brightness(x, delta) - x, adjust_brightness(x, factor) - x
+        only_brightness = torch.stack([factor, *torch.ones(2, n), torch.zeros(n)], 1)  # n x 4: (f, 1, 1, 0)
+        jittered = color_jitter(x, only_brightness, torch.arange(4).expand(n, 4))  # the pipeline's op, alone
+        add, mul = additive_brightness(x, delta) - x, jittered - x
         dark = x < 0.1
         out[name] = dict(additive=float(add.abs().mean()), multiplicative=float(mul.abs().mean()),
                          additive_dark=float(add[dark].abs().mean()), multiplicative_dark=float(mul[dark].abs().mean()))

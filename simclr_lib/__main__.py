@@ -5,44 +5,42 @@ Invalid values exit with status 2 and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import ARCHS, DATASETS, OPTIMIZERS, PRECISIONS, SimCLRConfig
+from .config import CHOICES, SimCLRConfig, field_comments
 
-PRETRAIN_FLAGS = {  # flag -> (config field, type, help)
-    "--dataset": ("dataset", str, f"one of {', '.join(DATASETS)}"),
-    "--data-dir": ("data_dir", str, "data directory (default: $SIMCLR_DATA_DIR, else ./data)"),
-    "--folder": ("folder", str, "ImageFolder path for --dataset folder"),
-    "--subset": ("subset", int, "use only the first N training images"),
-    "--image-size": ("image_size", int, "side of the views (default: the data set's, 32 CIFAR-10, 96 STL-10)"),
-    "--arch": ("arch", str, f"encoder: one of {', '.join(ARCHS)}"),
-    "--cifar-stem": ("cifar_stem", bool, "3x3 stride-1 stem without max-pool (default: CIFAR-10 yes, STL-10 no)"),
-    "--zero-init-residual": ("zero_init_residual", bool, "zero the last BN scale of each residual block"),
-    "--proj-last-bn": ("proj_last_bn", bool, "BatchNorm after the head's last layer (SimCLR v1 code)"),
-    "--batch-size": ("batch_size", int, "images per step (global, over all processes)"),
-    "--epochs": ("epochs", int, "passes over the training images"),
-    "--lr": ("lr", float, "peak learning rate (default: from the LR scaling rule)"),
-    "--optimizer": ("optimizer", str, f"one of {', '.join(OPTIMIZERS)}"),
-    "--temperature": ("temperature", float, "NT-Xent temperature tau > 0"),
-    "--weight-decay": ("weight_decay", float, "weight decay"),
-    "--warmup-epochs": ("warmup_epochs", float, "linear warm-up epochs"),
-    "--n-views": ("n_views", int, "views per image"),
-    "--color-strength": ("color_strength", float, "colour-jitter strength s (default: 0.5 CIFAR-10, 1.0 STL-10)"),
-    "--blur": ("blur", bool, "Gaussian blur p=0.5 (default: off for CIFAR-10, on for STL-10)"),
-    "--min-scale": ("min_scale", float, "smallest crop area fraction (paper: 0.08)"),
-    "--precision": ("precision", str, f"one of {', '.join(PRECISIONS)}"),
-    "--seed": ("seed", int, "random seed"),
-    "--device": ("device", str, "auto, cpu, cuda, cuda:N, mps"),
-    "--out": ("out_dir", str, "run directory (config.json, metrics.json, TensorBoard, checkpoints/)"),
-    "--checkpoint-every": ("checkpoint_every", int, "epochs between checkpoints"),
-    "--knn-every": ("knn_every", int, "epochs between kNN monitor evaluations (0: off)"),
-    "--download": ("download", bool, "download a missing data set (CIFAR-10, STL-10; needs internet)"),
-    "--skip-corrupt": ("skip_corrupt", bool, "skip images that cannot be decoded (default: stop, naming the file)"),
-}
+CLI_EXCLUDED = ("extra",)  # SimCLRConfig fields without a flag (free-form notes: set them in Python)
+FLAG_NAMES = {"out_dir": "--out"}  # flags not spelt like their field
+
+
+def _pretrain_flags() -> dict[str, tuple[str, type, str]]:
+    """flag -> (config field, type, help) for every ``SimCLRConfig`` field but ``CLI_EXCLUDED``.
+
+    The flag is the field's name with ``-`` for ``_`` (or ``FLAG_NAMES``'), the type its annotation's
+    (``Optional[...]`` unwrapped), the help its trailing comment in config.py.
+    """
+    hints, comments, flags = typing.get_type_hints(SimCLRConfig), field_comments(), {}
+    for f in dataclasses.fields(SimCLRConfig):
+        if f.name in CLI_EXCLUDED:
+            continue
+        typ = hints[f.name]
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if typing.get_origin(typ) in (typing.Union, types.UnionType) and len(args) == 1:
+            typ = args[0]
+        if typ not in (bool, int, float, str):
+            raise TypeError(f"SimCLRConfig.{f.name}: {typ} has no command-line form; add it to CLI_EXCLUDED")
+        flags[FLAG_NAMES.get(f.name, "--" + f.name.replace("_", "-"))] = (f.name, typ, comments.get(f.name, ""))
+    return flags
+
+
+PRETRAIN_FLAGS = _pretrain_flags()  # flag -> (config field, type, help)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,19 +52,19 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m simclr_lib", description="SimCLR, step by step")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     pre = sub.add_parser("pretrain", help="pre-train a SimCLR model")
-    for flag, (_, typ, help_) in PRETRAIN_FLAGS.items():
-        if typ is bool:  # --blur / --no-blur; unset: the data set's default
+    for flag, (field, typ, help_) in PRETRAIN_FLAGS.items():  # unset (None): the preset's / data set's default
+        help_ = help_.replace("%", "%%")
+        if typ is bool:  # --blur / --no-blur
             pre.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
-        else:
-            pre.add_argument(flag, type=typ, help=help_)
+        else:  # a value outside CHOICES is refused by SimCLRConfig.validate, naming the allowed ones
+            choices = CHOICES.get(field)
+            pre.add_argument(flag, type=typ, help=help_, metavar="{%s}" % ",".join(choices) if choices else None)
     pre.add_argument("--preset", choices=["default", "smoke", "quick"], default="default",
                      help="start from SimCLRConfig(), .smoke() or .quick(); flags override")
     pre.add_argument("--resume", action="store_true",
                      help="continue the run in --out with its own settings (config.json); only --epochs (to extend "
                           "it), --device and output options may be given")
     pre.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-    pre.add_argument("--compile", action="store_true", help="torch.compile the model")
-    pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     for name, help_ in (("linear-eval", "logistic regression on frozen features"), ("knn", "kNN accuracy"),
                         ("embed", "t-SNE/PCA figure and TensorBoard projector export")):
         e = sub.add_parser(name, help=help_)
@@ -107,7 +105,6 @@ def _parser() -> argparse.ArgumentParser:
 def _given(args) -> dict:
     """The config fields set by flags on the command line (unset flags are None)."""
     given = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in PRETRAIN_FLAGS.items()}
-    given.update(compile=args.compile or None, progress=False if args.no_progress else None)
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -176,8 +173,7 @@ def _check_output_file(path: Optional[str], flag: str, *, directory: bool = Fals
 def _eval_data(args, cfg: SimCLRConfig):
     """Labelled (train, test) images and notes for the result: with --folder / --test-folder, or for a folder run
     (its own folder), image folders, a held-out split when there is no test folder; else the run's data set."""
-    from .data import folder_eval_splits
-    from .train import labelled_splits
+    from .data import folder_eval_splits, labelled_splits
 
     folder = args.folder or (cfg.folder if cfg.dataset == "folder" else None)
     if folder is None and args.test_folder is None:
@@ -200,10 +196,9 @@ def _features(args):
     import torch
 
     from .checkpoint import load_pretrained
-    from .evaluate import extract_features
+    from .evaluate import features
     from .models import build_model
     from .runtime import resolve_device
-    from .train import normalization
 
     path = Path(args.checkpoint)
     path = path / "checkpoints" / "last.pt" if path.is_dir() else path
@@ -217,8 +212,7 @@ def _features(args):
         torch.manual_seed(cfg.seed)
         model = build_model(cfg).to(device)
     train, test, notes = _eval_data(args, cfg)
-    mean, std = normalization(cfg.dataset)
-    ftr, fte = (extract_features(model.encoder, d.images, mean, std, device=device) for d in (train, test))
+    ftr, fte = (features(model, d.images) for d in (train, test))
     return ftr, train, fte, test, notes
 
 

@@ -10,15 +10,31 @@ A checkpoint is a plain dict of tensors and Python primitives::
 from __future__ import annotations
 
 import errno
+import json
+import sys
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
+import torch.distributed as dist
 
-from .runtime import atomic_torch_save
+from . import __version__
+from .config import SimCLRConfig
+from .distributed import is_distributed
+from .runtime import atomic_torch_save, atomic_write_text
 
+if TYPE_CHECKING:
+    from .train import Run
 
+# A resumed run keeps its own settings; only these may differ from the checkpoint's config (epochs only upwards:
+# the cosine is re-planned over the longer run). Everything else must match.
+RESUME_MAY_CHANGE = ("epochs", "out_dir", "device", "progress", "tensorboard", "checkpoint_every", "knn_every",
+                     "knn_k", "knn_subset", "download", "skip_corrupt", "compile", "extra")
+RESUME_MUST_MATCH = tuple(f.name for f in fields(SimCLRConfig) if f.name not in RESUME_MAY_CHANGE)
+RECORDED_CHANGES = ("epochs", "checkpoint_every", "knn_every")  # written to config.json when a resume changes them
 CHECKPOINT_KEYS = ("model", "config", "epoch", "step")  # what every simclr_lib checkpoint holds
+NORMALIZE_BUFFERS = ("normalize.mean", "normalize.std")  # absent from checkpoints older than 0.2
 
 
 def save_checkpoint(state: dict[str, Any], path: Union[str, Path]) -> Path:
@@ -72,7 +88,14 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Union[str, Path] = "") -> None:
-    """``model.load_state_dict(state)``, with a one-line error that says what does not fit."""
+    """``model.load_state_dict(state)``, with a one-line error that says what does not fit.
+
+    Checkpoints written before encoders normalised their own input lack the ``normalize`` buffers; those keep the
+    values the model was built with (its data set's statistics, ``data.STATS``), which are the ones used then.
+    """
+    missing = set(model.state_dict()) - set(state)
+    if missing and all(k.endswith(NORMALIZE_BUFFERS) for k in missing):
+        state = dict(state, **{k: model.state_dict()[k] for k in missing})
     try:
         model.load_state_dict(state)
     except RuntimeError:
@@ -156,3 +179,81 @@ def load_pretrained(path: Union[str, Path], map_location: Union[str, torch.devic
     model = build_model(cfg)
     load_weights(model, ckpt["model"], path)
     return model.to(map_location).eval(), cfg
+
+
+# --- a run's checkpoint: save every process's state, resume the run as it was --------------------------------------
+def _check_resume(ckpt: dict, cfg: SimCLRConfig, path: Path) -> None:
+    """The run continues as it was: every setting but ``RESUME_MAY_CHANGE`` must equal the checkpoint's."""
+    saved = SimCLRConfig.from_dict(ckpt["config"]).to_dict()  # fields added since then take their defaults
+    now = cfg.to_dict()
+    diff = [k for k in RESUME_MUST_MATCH if saved[k] != now[k]]
+    if diff:
+        k = diff[0]
+        raise ValueError(f"cannot resume from {path}: {k}={saved[k]!r} there but {now[k]!r} now; a resumed run "
+                         f"keeps its own settings (only {', '.join(RESUME_MAY_CHANGE[:-1])} may change): drop that "
+                         "setting, or start a new run with another --out")
+    if cfg.epochs < ckpt["epoch"]:
+        raise ValueError(f"cannot resume from {path} with epochs={cfg.epochs}: it has already trained "
+                         f"{ckpt['epoch']} epochs; give --epochs {ckpt['epoch']} or more")
+
+
+def _replan(run: Run, old_epochs: int) -> None:
+    """A run extended (or shortened) to ``cfg.epochs``: the cosine now ends there; say so once."""
+    lam = run.scheduler.lr_lambdas[0]
+    for group, base in zip(run.optimizer.param_groups, run.scheduler.base_lrs):
+        before, group["lr"] = group["lr"], base * lam(run.step)
+    if run.main:
+        print(f"resuming with epochs={run.cfg.epochs} instead of {old_epochs}: the warm-up + cosine schedule is "
+              f"re-planned to reach 0 at step {run.cfg.epochs * run.steps_per_epoch} (lr at step {run.step}: "
+              f"{before:.4g} -> {group['lr']:.4g})", file=sys.stderr, flush=True)
+
+
+def resume_run(run: Run, path: Path) -> None:
+    """Load a checkpoint into ``run``: weights, optimiser, schedule, scaler, this process's RNG states, progress.
+
+    The file is read onto the CPU (RNG states must be CPU byte tensors); ``load_state_dict`` then copies each
+    tensor to the device of the parameter or buffer it fills.
+    """
+    ckpt = load_checkpoint(path, map_location="cpu")
+    _check_resume(ckpt, run.cfg, path)
+    load_weights(run.core, ckpt["model"], path)
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    if run.scaler.is_enabled() and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(rng_state_of_rank(ckpt["rng"], run.rank, run.world_size, path), run.generator)
+    run.start_epoch, run.step, run.history = ckpt["epoch"], ckpt["step"], list(ckpt["history"])
+    if run.cfg.epochs != ckpt["config"]["epochs"]:
+        _replan(run, ckpt["config"]["epochs"])
+
+
+def save_run(run: Run, epoch: int) -> Optional[Path]:
+    """Write ``checkpoints/last.pt`` atomically (the main process), with every process's RNG states.
+
+    A collective under torchrun: every process calls it; all wait until the file is complete.
+    """
+    rng = gather_rng_states(run.generator)  # one state dict per process
+    path = None
+    if run.main:
+        state = dict(model=run.core.state_dict(), optimizer=run.optimizer.state_dict(),
+                     scheduler=run.scheduler.state_dict(),
+                     scaler=run.scaler.state_dict() if run.scaler.is_enabled() else None,
+                     rng=dict(rng[0], ranks=rng) if len(rng) > 1 else rng[0], epoch=epoch, step=run.step,
+                     config=run.cfg.to_dict(), history=run.history, version=__version__)
+        path = save_checkpoint(state, run.checkpoint_path)
+    if is_distributed():
+        dist.barrier()  # no process reads the checkpoint before it is complete
+    return path
+
+
+def write_config(run: Run, resumed: bool) -> None:
+    """config.json: written by a new run; a resume rewrites it only to record an allowed change."""
+    path = Path(run.cfg.out_dir) / "config.json"
+    now = dict(run.cfg.to_dict(), version=__version__)
+    if resumed and path.is_file():
+        old = json.loads(path.read_text())
+        changed = {k: [old.get(k), now[k]] for k in RECORDED_CHANGES if old.get(k) != now[k]}
+        if not changed:
+            return
+        now["changes"] = old.get("changes", []) + [dict(at_epoch=run.start_epoch, **changed)]
+    atomic_write_text(json.dumps(now, indent=2), path)

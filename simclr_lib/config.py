@@ -6,18 +6,27 @@ preset used by CI and tests; ``SimCLRConfig.quick()`` is the CPU-sized run of th
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import io
 import json
 import math
+import tokenize
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-ARCHS = ("resnet18", "resnet34", "resnet50", "small")
-DATASETS = ("cifar10", "stl10", "folder", "shapes")
-OPTIMIZERS = ("lars", "sgd", "adam", "adamw")
-LR_SCALINGS = ("linear", "sqrt", "none")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-AUGMENT_BACKENDS = ("batched", "per_image")
+from .data import DATASETS
+from .models import ARCHS
+from .optim import LR_SCALINGS, OPTIMIZERS
+from .runtime import PRECISIONS
+
+# Fields of earlier versions that runs saved then may still hold; they no longer change anything.
+RETIRED_FIELDS = ("augment_backend",)  # 0.1: "per_image" trained through torchvision on the CPU (removed)
+# The allowed values of the fields with a fixed set of them (each list lives next to what implements it).
+CHOICES = {"dataset": DATASETS, "arch": ARCHS, "optimizer": OPTIMIZERS, "lr_scaling": LR_SCALINGS,
+           "precision": PRECISIONS}
 # Each data set's paper defaults for the fields left at None (App. B.9 for CIFAR-10; STL-10 as ImageNet, Sec. 3,
 # at 96 px with the ImageNet stem); "folder" takes them from its image size (see ``dataset_defaults``).
 DATASET_DEFAULTS = {
@@ -45,48 +54,47 @@ def dataset_defaults(dataset: str, image_size: Optional[int] = None) -> dict[str
 @dataclass
 class SimCLRConfig:
     # --- data -------------------------------------------------------------------------------------------------
-    dataset: str = "cifar10"  # one of DATASETS; "shapes" needs no file and no internet
-    data_dir: Optional[str] = None  # None: $SIMCLR_DATA_DIR, else ./data
-    folder: Optional[str] = None  # image-folder path for dataset="folder"
-    subset: Optional[int] = None  # use only the first N training images (None: all)
-    image_size: Optional[int] = None  # side of the views; None: the data set's (32 CIFAR-10, 96 STL-10, folder: its)
-    download: bool = False  # allow torchvision to download a missing data set
-    skip_corrupt: bool = False  # skip images that cannot be decoded (default: stop and name the file)
+    dataset: str = "cifar10"  # the training images; "shapes" needs no file and no internet
+    data_dir: Optional[str] = None  # data directory (default: $SIMCLR_DATA_DIR, else ./data)
+    folder: Optional[str] = None  # image-folder path <dir>/<class>/<image> for dataset="folder"
+    subset: Optional[int] = None  # use only the first N training images (default: all)
+    image_size: Optional[int] = None  # side of the views (default: the data set's: 32 CIFAR-10, 96 STL-10)
+    download: bool = False  # download a missing data set (CIFAR-10, STL-10; needs internet)
+    skip_corrupt: bool = False  # skip images that cannot be decoded (default: stop, naming the file)
     # --- augmentation (paper Sec. 3 and Appendix A) ---------------------------------------------------------
     n_views: int = 2  # views per image; 2 is the paper's setting
-    color_strength: Optional[float] = None  # s of ColorJitter(0.8s, 0.8s, 0.8s, 0.2s); None: 0.5 CIFAR, 1.0 STL-10
-    blur: Optional[bool] = None  # Gaussian blur p=0.5; None: off for CIFAR (App. B.9), on for STL-10 (ImageNet)
-    min_scale: float = 0.08  # lower bound of the RandomResizedCrop area fraction
-    augment_backend: str = "batched"  # "batched" (SimCLRAugment on the device) or "per_image" (torchvision)
+    color_strength: Optional[float] = None  # s of ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) (default: 0.5 CIFAR, 1 STL-10)
+    blur: Optional[bool] = None  # Gaussian blur p=0.5 (default: off for CIFAR, App. B.9; on for STL-10, ImageNet)
+    min_scale: float = 0.08  # smallest RandomResizedCrop area fraction (paper: 0.08)
     # --- model (paper Sec. 2.1, 4.2, B.9) -------------------------------------------------------------------
-    arch: str = "resnet18"  # encoder f: one of ARCHS ("small" is the fast CPU encoder)
-    cifar_stem: Optional[bool] = None  # 3x3 stride-1 conv, no max-pool (App. B.9); None: CIFAR yes, STL-10 no
+    arch: str = "resnet18"  # encoder f ("small" is the fast CPU encoder)
+    cifar_stem: Optional[bool] = None  # 3x3 stride-1 conv, no max-pool (App. B.9) (default: CIFAR yes, STL-10 no)
     zero_init_residual: bool = False  # zero the last BN scale of each residual block (the reference code does)
-    proj_hidden_dim: Optional[int] = None  # hidden width of g; None: the encoder's feature dim (paper)
+    proj_hidden_dim: Optional[int] = None  # hidden width of g (default: the encoder's feature dim, as the paper)
     proj_out_dim: int = 128  # dimension of z (paper: 128)
     proj_layers: int = 2  # linear layers in g (paper: 2, i.e. one hidden layer)
     proj_last_bn: bool = False  # BatchNorm (scale, no shift) after g's last layer, as SimCLR v1's reference code
     # --- loss (paper Sec. 2.1, Eq. 1) ----------------------------------------------------------------------
-    temperature: float = 0.5  # tau of NT-Xent; 0.5 is best for CIFAR-10 (App. B.9, Fig. B.7)
+    temperature: float = 0.5  # tau > 0 of NT-Xent; 0.5 is best for CIFAR-10 (App. B.9, Fig. B.7)
     # --- optimisation (paper Sec. 2.2, App. B.1) -----------------------------------------------------------
-    batch_size: int = 512  # images per step (each gives n_views views)
+    batch_size: int = 512  # images per step, global over all processes (each gives n_views views)
     epochs: int = 100  # passes over the training images
-    optimizer: str = "lars"  # one of OPTIMIZERS
-    lr: Optional[float] = None  # peak learning rate; None: from lr_scaling and base_lr
-    lr_scaling: str = "sqrt"  # "linear": base_lr*B/256 (base 0.3), "sqrt": base_lr*sqrt(B) (base 0.075)
-    base_lr: Optional[float] = None  # None: 0.3 for linear, 0.075 for sqrt, 1e-3 for adam(w) with "none"
+    optimizer: str = "lars"  # the optimiser (the paper's is LARS)
+    lr: Optional[float] = None  # peak learning rate (default: from lr_scaling and base_lr)
+    lr_scaling: str = "sqrt"  # "linear": base_lr*B/256, "sqrt": base_lr*sqrt(B), "none": base_lr
+    base_lr: Optional[float] = None  # base of lr_scaling (default: 0.3 linear and none, 0.075 sqrt, 1e-3 adam(w))
     momentum: float = 0.9  # momentum of LARS and SGD
-    weight_decay: float = 1e-6  # paper: 1e-6 with LARS (1e-4..5e-4 is common with SGD on CIFAR)
+    weight_decay: float = 1e-6  # weight decay (paper: 1e-6 with LARS; 1e-4..5e-4 is common with SGD on CIFAR)
     lars_eta: float = 1e-3  # LARS trust coefficient
     warmup_epochs: float = 10.0  # linear warm-up length, then cosine decay to 0 (per step)
     # --- runtime -------------------------------------------------------------------------------------------
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
-    precision: str = "auto"  # "auto" (bf16 on capable GPUs, fp32 on CPU), "fp32", "bf16", "fp16"
+    device: str = "auto"  # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps"
+    precision: str = "auto"  # "auto": bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 on CPU and MPS
     channels_last: bool = True  # NHWC memory format (faster convolutions on CUDA and on CPU)
     compile: bool = False  # torch.compile the model
     seed: int = 0  # seeds torch, numpy and the augmentation generator
     # --- logging and checkpoints ---------------------------------------------------------------------------
-    out_dir: str = "runs/simclr"  # config.json, metrics.json, TensorBoard events, checkpoints/
+    out_dir: str = "runs/simclr"  # run directory (config.json, metrics.json, TensorBoard events, checkpoints/)
     checkpoint_every: int = 10  # epochs between checkpoints (one is always written at the end)
     knn_every: int = 10  # epochs between kNN monitor evaluations (0: off)
     knn_k: int = 200  # neighbours of the kNN monitor
@@ -109,9 +117,7 @@ class SimCLRConfig:
     def validate(self) -> None:
         """Raise a one-line ``ValueError`` naming the bad field and what is allowed."""
         self._validate_numbers()
-        choices = {"arch": ARCHS, "dataset": DATASETS, "optimizer": OPTIMIZERS, "lr_scaling": LR_SCALINGS,
-                   "precision": PRECISIONS, "augment_backend": AUGMENT_BACKENDS}
-        for name, allowed in choices.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
         positive = {"temperature": self.temperature, "image_size": 1 if self.image_size is None else self.image_size,
@@ -184,6 +190,7 @@ class SimCLRConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SimCLRConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k not in RETIRED_FIELDS}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}; known fields: {', '.join(sorted(known))}")
@@ -199,3 +206,21 @@ class SimCLRConfig:
         if self.lr is not None:
             return self.lr
         return scaled_lr(self.batch_size, self.lr_scaling, self.base_lr, self.optimizer)
+
+
+
+@functools.lru_cache(maxsize=None)
+def field_comments() -> dict[str, str]:
+    """Each ``SimCLRConfig`` field's trailing ``# comment`` in this file: the CLI's help texts.
+
+    Read from the source (installed packages ship it); ``{}`` where there is none (e.g. a bytecode-only install).
+    """
+    try:
+        source = inspect.getsource(SimCLRConfig)
+    except (OSError, TypeError):
+        return {}
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    body = ast.parse(source).body[0].body
+    return {node.target.id: comments[node.end_lineno] for node in body
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.end_lineno in comments}

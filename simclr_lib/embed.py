@@ -64,6 +64,8 @@ def tsne(features: ArrayLike, n_components: int = 2, perplexity: float = 30.0, s
 def nearest_neighbours(query_idx: ArrayLike, features: ArrayLike, k: int = 8) -> torch.Tensor:
     """The ``k`` most cosine-similar rows to each query row, the query itself excluded, most similar first.
 
+    Taught in notebook 05.
+
     Shape:
         query_idx: (Q,), features: (N, D) -> (Q, k) int64.
     """

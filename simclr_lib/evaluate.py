@@ -1,20 +1,19 @@
 """Evaluating representations: the paper's linear evaluation protocol, kNN, label fractions, fine-tuning.
 
-* :func:`extract_features` computes h = f(x) (or z = g(h)) with the encoder in eval mode under ``no_grad``:
-  BatchNorm uses and keeps its running statistics, and every module's train/eval flag is restored afterwards.
+* :func:`features` computes h = f(x) (or z = g(h)) of a model in eval mode under ``no_grad``, batched on its
+  device: BatchNorm uses and keeps its running statistics, and every module's train/eval flag is restored
+  afterwards. Every evaluator, the kNN monitor, the CLI, the quickstart, the experiments and the notebooks call it.
 * :func:`linear_probe` is multinomial logistic regression on frozen, standardised features (Chen et al. 2020,
   Sec. 4 "linear evaluation protocol"; the L2-regularised L-BFGS fit of App. B.8). The torch and scikit-learn
   backends minimise the *same* objective, ``mean CE + ||W||^2 / (2 C N)``, so they agree up to solver tolerance.
 * :func:`knn_accuracy` is the weighted kNN monitor of InstDisc (Wu et al. 2018): votes ``exp(cos / T)``.
 * :func:`label_fraction_sweep` probes with 1 % / 10 % / 100 % of the labels (class-balanced, cf. Sec. 4 Table 7,
   which fine-tunes; here the cheaper linear probe).
-* :func:`train_supervised` and :func:`fine_tune` train encoder + a new linear classifier end to end: the
-  supervised baseline and the fine-tuned SimCLR encoder of Table 8.
+* The supervised baseline and fine-tuning (Table 8) train end to end: ``finetune.py``.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
 import warnings
 from typing import Iterator, Optional, Sequence, Union
@@ -24,14 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .augment import CIFAR10_MEAN, CIFAR10_STD, normalize, to_float
-from .data import ImageData
-from .optim import build_optimizer, build_scheduler
-from .runtime import autocast_context, make_grad_scaler, resolve_device, resolve_precision
+from .augment import to_float
+from .models import SimCLRModel
+from .runtime import autocast_context, resolve_device
 
-Stats = Union[Sequence[float], torch.Tensor]
 DeviceLike = Union[str, torch.device, None]
 PROBE_BACKENDS = ("torch", "sklearn")
+FEATURE_SPACES = ("h", "z")  # the representation h = f(x) and the projection z = g(h) (Sec. 4.2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -39,7 +37,10 @@ PROBE_BACKENDS = ("torch", "sklearn")
 # ---------------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def evaluation_mode(*modules: Optional[nn.Module]) -> Iterator[None]:
-    """``eval()`` inside the block; afterwards every submodule gets its own previous ``training`` flag back."""
+    """``eval()`` inside the block; afterwards every submodule gets its own previous ``training`` flag back.
+
+    Taught in notebook 04 (the BatchNorm trap of evaluating in train mode).
+    """
     flags = [(m, m.training) for mod in modules if mod is not None for m in mod.modules()]
     try:
         for mod in modules:
@@ -68,13 +69,6 @@ def _check_device(module: nn.Module, device: DeviceLike) -> torch.device:
     return here
 
 
-def _check_stats(mean: Stats, std: Stats) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    m, s = (tuple(float(v) for v in torch.as_tensor(t).flatten()) for t in (mean, std))
-    if len(m) != 3 or len(s) != 3 or min(s) <= 0:
-        raise ValueError(f"mean and std need 3 values each (std > 0), got {m} and {s}")
-    return m, s
-
-
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
@@ -83,16 +77,29 @@ def _check_images(images: torch.Tensor) -> None:
         raise ValueError("images is empty; pass at least one image")
 
 
-def extract_features(encoder: nn.Module, images: torch.Tensor, mean: Stats, std: Stats, batch_size: int = 512,
-                     device: DeviceLike = None, head: Optional[nn.Module] = None, progress: bool = False,
-                     autocast_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """Representations of every image, the encoder (and ``head``) in eval mode, modes restored afterwards.
+def _encoder_and_head(model: nn.Module, space: str) -> tuple[nn.Module, Optional[nn.Module]]:
+    if space not in FEATURE_SPACES:
+        raise ValueError(f"space={space!r} is unknown; choose one of {', '.join(FEATURE_SPACES)}")
+    if isinstance(model, SimCLRModel):
+        return model.encoder, model.head if space == "z" else None
+    if space == "z":
+        raise ValueError("space='z' needs a SimCLRModel (its head g); pass the model, not model.encoder")
+    return model, None
+
+
+def features(model: nn.Module, images: torch.Tensor, space: str = "h", batch_size: int = 512,
+             device: DeviceLike = None, progress: bool = False,
+             autocast_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """Frozen features of every image: h = f(x), or z = g(h) with ``space="z"`` (Sec. 4.2), in eval mode.
+
+    Taught in notebook 04 (linear evaluation) and used by every evaluator of the series.
 
     Args:
-        encoder: f (e.g. ``model.encoder``), already on its device; ``device`` only checks that it is there.
-        images: uint8 images on any device; they move to the encoder's device one batch at a time.
-        mean, std: per-channel statistics of the normalisation used in pre-training.
-        head: optional projection head g: the features are then z = g(h) (the "h vs z" comparison, Sec. 4.2).
+        model: a ``SimCLRModel``, or any module that maps [0, 1] images to vectors (an encoder; a classifier, whose
+            output is its logits). Models normalise their own input (``models.Normalize``).
+        images: uint8 images on any device; they move to the model's device one batch at a time.
+        space: "h" (the encoder's representation) or "z" (the projection; a ``SimCLRModel`` only).
+        device: only checks that the model is there (move it first).
         autocast_dtype: e.g. ``torch.bfloat16`` on a GPU; None computes in fp32.
 
     Shape:
@@ -101,15 +108,14 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, mean: Stats, std:
     _check_images(images)
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
-    dev = _check_device(encoder, device)
-    mean, std = _check_stats(mean, std)
+    encoder, head = _encoder_and_head(model, space)
+    dev = _check_device(model, device)
     out = []
-    with evaluation_mode(encoder, head), torch.no_grad(), autocast_context(dev, autocast_dtype):
+    with evaluation_mode(model), torch.no_grad(), autocast_context(dev, autocast_dtype):
         for start in tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, leave=False):
-            x = normalize(to_float(images[start:start + batch_size].to(dev, non_blocking=True)), mean, std)
-            h = encoder(x)  # B x D (or B x C x 1 x 1)
+            h = encoder(to_float(images[start:start + batch_size].to(dev, non_blocking=True)))  # B x D
             if isinstance(h, (tuple, list)):
-                raise ValueError("the encoder returned a tuple; pass model.encoder (and head=model.head), not model")
+                raise ValueError("the module returned a tuple; pass a SimCLRModel or an encoder")
             h = h.flatten(1)
             out.append((head(h) if head is not None else h).float().cpu())
     return torch.cat(out)
@@ -138,9 +144,15 @@ def standardize(train_x: torch.Tensor, test_x: torch.Tensor) -> tuple[torch.Tens
     return (train_x - mu) / sd, (test_x - mu) / sd
 
 
-def _fit_torch(x: torch.Tensor, y: torch.Tensor, num_classes: int, C: float,
-               max_iter: int, tol: float) -> tuple[nn.Linear, int]:
-    """Full-batch L-BFGS (strong Wolfe) on ``mean CE + ||W||^2 / (2 C N)``; returns the classifier, iterations."""
+def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, C: float,
+                            max_iter: int = 1000, tol: float = 1e-4) -> tuple[nn.Linear, int]:
+    """Full-batch L-BFGS (strong Wolfe) on ``mean CE + ||W||^2 / (2 C N)``; returns the classifier, iterations.
+
+    The torch backend of :func:`linear_probe` (App. B.8). Taught in notebook 04.
+
+    Shape:
+        x: (N, D) standardised features, y: (N,) -> Linear(D, num_classes).
+    """
     clf = nn.Linear(x.shape[1], num_classes, device=x.device)
     nn.init.zeros_(clf.weight), nn.init.zeros_(clf.bias)
     lam = 1.0 / (C * len(x))
@@ -186,7 +198,7 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     xtr, xte = standardize(xtr.to(dev), xte.to(dev))
     ytr, yte = ytr.to(dev), yte.to(dev)
     if backend == "torch":
-        clf, n_iter = _fit_torch(xtr, ytr, int(max(ytr.max(), yte.max())) + 1, C, max_iter, tol)
+        clf, n_iter = fit_logistic_regression(xtr, ytr, int(max(ytr.max(), yte.max())) + 1, C, max_iter, tol)
         with torch.no_grad():
             pred_tr, pred_te = clf(xtr).argmax(1), clf(xte).argmax(1)
         if n_iter >= max_iter:
@@ -236,6 +248,8 @@ def knn_predict(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
                 temperature: float = 0.1, weighted: bool = True, num_classes: Optional[int] = None,
                 chunk_size: int = 256, device: DeviceLike = None) -> torch.Tensor:
     """kNN class of every test row by cosine similarity: votes ``exp(sim / T)`` (InstDisc) or 1 (majority).
+
+    Taught in notebook 04.
 
     Ties go to the lowest class index. Memory: one ``chunk_size x N`` similarity block at a time.
 
@@ -299,141 +313,6 @@ def label_fraction_sweep(train_x: torch.Tensor, train_y: torch.Tensor, test_x: t
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# End-to-end training: supervised baseline and fine-tuning (Table 8)
-# ---------------------------------------------------------------------------------------------------------------
-def crop_flip_at(images: torch.Tensor, pad: int, off_y: torch.Tensor, off_x: torch.Tensor,
-                 flip: torch.Tensor) -> torch.Tensor:
-    """Zero-pad by ``pad``, crop the original size at ``(off_y, off_x)``, mirror where ``flip``: one gather.
-
-    Shape:
-        images: (B, C, H, W); off_y, off_x: (B,) in 0..2*pad; flip: (B,) bool -> (B, C, H, W).
-    """
-    b, _, h, w = images.shape
-    dev = images.device
-    padded = F.pad(images, (pad, pad, pad, pad))  # B x C x (H+2p) x (W+2p)
-    ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
-    rows = off_y.to(dev)[:, None] + ar_h  # B x H
-    cols = off_x.to(dev)[:, None] + torch.where(flip.to(dev)[:, None], w - 1 - ar_w, ar_w)  # B x W
-    out = padded[torch.arange(b, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # B x H x W x C
-    return out.permute(0, 3, 1, 2).contiguous()
-
-
-def random_crop_flip(images: torch.Tensor, pad: int = 4, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Random crop with zero padding + horizontal flip (p = 0.5), per image, on the images' device.
-
-    Shape:
-        images: (B, C, H, W) -> (B, C, H, W).
-    """
-    b, dev = len(images), images.device
-    off = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=dev)  # drawn on the device: no copy
-    flip = torch.rand(b, generator=generator, device=dev) < 0.5
-    return crop_flip_at(images, pad, off[0], off[1], flip)
-
-
-def _check_labelled(data: ImageData, name: str) -> None:
-    if data.labels is None or len(data) < 2:
-        raise ValueError(f"{name} set {data.name!r} needs labels and >= 2 images; use a labelled split (e.g. 'train')")
-
-
-def _train_epoch(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, opt, sched, scaler, stats,
-                 batch_size: int, pad: Optional[int], amp, gen: torch.Generator, bar) -> dict:
-    """One pass in random order, dropping the last partial batch (all images if fewer than one batch)."""
-    n, dev = len(x_all), x_all.device
-    perm, steps = torch.randperm(n, generator=gen, device=dev), max(1, n // batch_size)  # on the device
-    loss_sum, correct, seen = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
-    for s in range(steps):
-        idx = perm[s * batch_size:(s + 1) * batch_size]
-        xb = x_all[idx] if pad is None else random_crop_flip(x_all[idx], pad, gen)  # B x 3 x H x W uint8
-        with autocast_context(dev, amp):
-            logits = model(normalize(to_float(xb), *stats)).float()  # B x K
-        loss = F.cross_entropy(logits, y_all[idx])
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # the scaler is enabled for fp16 only
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        loss_sum += loss.detach() * len(idx)
-        correct += (logits.argmax(1) == y_all[idx]).sum()
-        seen += len(idx)
-        bar.update(1)
-    return dict(loss=loss_sum.item() / seen, train_top1=correct.item() / seen)
-
-
-def train_supervised(encoder: nn.Module, feat_dim: int, train: ImageData, test: ImageData, epochs: int = 30,
-                     batch_size: int = 256, lr: float = 0.1, device: DeviceLike = "auto", weight_decay: float = 5e-4,
-                     momentum: float = 0.9, augment: bool = True, pad: int = 4, mean: Stats = CIFAR10_MEAN,
-                     std: Stats = CIFAR10_STD, precision: str = "auto", seed: int = 0, progress: bool = True,
-                     mode: str = "supervised") -> dict:
-    """Train a *copy* of ``encoder`` plus a new linear classifier end to end on labelled images.
-
-    SGD with momentum (no decay on biases/BatchNorm), per-step cosine decay to 0, normalised inputs, random crop
-    (zero padding ``pad``) + flip on the device when ``augment``. With a freshly built encoder this is the
-    supervised baseline; :func:`fine_tune` passes a pre-trained one (paper Table 8). The caller's encoder is
-    never modified.
-
-    Returns:
-        dict with ``top1`` (test), ``train_top1`` and ``loss`` (last epoch), ``history`` (per epoch),
-        ``seconds``, ``images_per_s``, ``epochs``, ``mode`` and ``model`` (the trained encoder + classifier).
-    """
-    _check_labelled(train, "train"), _check_labelled(test, "test")
-    if epochs < 1 or batch_size < 2 or not lr > 0:
-        raise ValueError(f"need epochs >= 1, batch_size >= 2, lr > 0 (got {epochs}, {batch_size}, {lr})")
-    dev = resolve_device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        clf = nn.Linear(feat_dim, int(max(train.labels.max(), test.labels.max())) + 1)
-    model = nn.Sequential(copy.deepcopy(encoder), nn.Flatten(1), clf).to(dev).train()
-    opt = build_optimizer(model, "sgd", lr, weight_decay, momentum)
-    steps = max(1, len(train) // batch_size)
-    sched, amp = build_scheduler(opt, epochs * steps, 0), resolve_precision(precision, dev)
-    x_all, y_all, gen = train.images.to(dev), train.labels.to(dev), torch.Generator(dev).manual_seed(seed)
-    scaler, stats, history, t0 = make_grad_scaler(dev, amp), _check_stats(mean, std), [], time.perf_counter()
-    with tqdm(total=epochs * steps, desc=mode, disable=not progress) as bar:
-        for epoch in range(epochs):
-            rec = _train_epoch(model, x_all, y_all, opt, sched, scaler, stats, batch_size,
-                               pad if augment else None, amp, gen, bar)
-            history.append(dict(epoch=epoch + 1, lr=opt.param_groups[0]["lr"], **rec))
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['train_top1']:.3f}")
-    seconds = time.perf_counter() - t0
-    logits = extract_features(model, test.images, mean, std, device=dev, autocast_dtype=amp)  # M x K
-    return dict(top1=(logits.argmax(1) == test.labels.cpu()).float().mean().item(), train_top1=rec["train_top1"],
-                loss=rec["loss"], history=history, seconds=seconds, epochs=epochs, mode=mode,
-                images_per_s=epochs * min(len(train), steps * batch_size) / seconds, model=model)
-
-
-def fine_tune(encoder: nn.Module, feat_dim: int, train: ImageData, test: ImageData, epochs: int = 30,
-              batch_size: int = 256, lr: float = 0.05, **kwargs) -> dict:
-    """Fine-tune a copy of a pre-trained encoder with a new linear classifier (paper Table 8, "fine-tuned").
-
-    :func:`train_supervised` with a smaller default peak learning rate; same keyword arguments and result.
-    """
-    return train_supervised(encoder, feat_dim, train, test, epochs, batch_size, lr, mode="fine_tune", **kwargs)
-
-
-def evaluate_encoder(encoder: nn.Module, train: ImageData, test: ImageData, mean: Stats, std: Stats,
-                     device: DeviceLike = None, knn_k: int = 200, probe_backend: str = "torch",
-                     batch_size: int = 512, progress: bool = False) -> dict:
-    """Linear-probe and kNN top-1 of the frozen encoder's h (``knn_k`` capped at the train size).
-
-    Returns:
-        dict with ``linear_top1``, ``linear_train_top1``, ``knn_top1``, ``feat_dim``, ``n_train``, ``n_test``
-        and the seconds spent extracting, probing and voting.
-    """
-    _check_labelled(train, "train"), _check_labelled(test, "test")
-    t0 = time.perf_counter()
-    ftr, fte = (extract_features(encoder, d.images, mean, std, batch_size, device, progress=progress)
-                for d in (train, test))
-    t1 = time.perf_counter()
-    dev = module_device(encoder)
-    probe = linear_probe(ftr, train.labels, fte, test.labels, backend=probe_backend, device=dev)
-    t2 = time.perf_counter()
-    knn = knn_accuracy(ftr, train.labels, fte, test.labels, k=min(knn_k, len(ftr)), device=dev)
-    return dict(linear_top1=probe["top1"], linear_train_top1=probe["train_top1"], knn_top1=knn,
-                feat_dim=ftr.shape[1], n_train=len(ftr), n_test=len(fte), extract_seconds=t1 - t0,
-                probe_seconds=t2 - t1, knn_seconds=time.perf_counter() - t2)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Checks and reports
 # ---------------------------------------------------------------------------------------------------------------
 def state_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -449,23 +328,9 @@ def changed_state(before: dict[str, torch.Tensor], module: nn.Module) -> list[st
     """Names of the ``state_dict`` entries of ``module`` that are not bit-identical to ``before``.
 
     BatchNorm running statistics change under a train-mode forward pass, even inside ``no_grad``; the linear
-    evaluation protocol (Sec. 4) needs the encoder frozen, which :func:`extract_features` guarantees.
+    evaluation protocol (Sec. 4) needs the encoder frozen, which :func:`features` guarantees.
     """
     now = module.state_dict()
     if set(now) != set(before):
         raise ValueError("the snapshot and the module have different entries; snapshot this module first")
     return [k for k, v in now.items() if v.shape != before[k].shape or not torch.equal(v, before[k].to(v.device))]
-
-
-def results_table(rows: Sequence[dict], columns: Sequence[str], digits: int = 3) -> str:
-    """A Markdown table of ``rows`` (floats rounded to ``digits``), e.g. for ``IPython.display.Markdown``.
-
-    Shape:
-        len(rows) dicts -> a string of len(rows) + 2 lines.
-    """
-    def cell(v) -> str:
-        return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)

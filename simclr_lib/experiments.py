@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .augment import OPS, SimCLRAugment
+from .augment import SimCLRAugment
 from .config import SimCLRConfig
-from .data import ImageData, load_dataset
-from .evaluate import evaluation_mode, extract_features, knn_accuracy, linear_probe, module_device
+from .data import ImageData, load_dataset, resize
+from .evaluate import features, knn_accuracy, linear_probe
 from .plots import label as _label  # how a setting is written in run-folder names
-from .train import normalization, pretrain
+from .train import pretrain
 
 Evaluate = Callable[[Any, SimCLRConfig, "ExperimentData"], dict]
 
@@ -37,28 +35,15 @@ class ExperimentData:
     test: ImageData  # labelled images it is scored on
 
 
-def shrink(data: ImageData, size: Optional[int]) -> ImageData:
-    """Images area-averaged down to ``size`` px (None or the same size: unchanged). Shape: (N, 3, H, W) uint8."""
-    if size is None or data.images.shape[-1] == size:
-        return data
-    x = F.interpolate(data.images.float(), size=(size, size), mode="area").round_().clamp_(0, 255)
-    return ImageData(x.to(torch.uint8), data.labels, data.classes, f"{data.name}@{size}px")
-
-
 def load_experiment_data(dataset: str, data_dir: Optional[str], n_pretrain: int, n_train: int, n_test: int,
                          image_size: Optional[int] = None) -> ExperimentData:
     """The first ``n_pretrain`` / ``n_train`` train images and the first ``n_test`` test images, at ``image_size``."""
     train = load_dataset(dataset, "train", data_dir, subset=max(n_pretrain, n_train), progress=False)
     test = load_dataset(dataset, "test", data_dir, subset=n_test, progress=False)
-    train, test = shrink(train, image_size), shrink(test, image_size)
+    if image_size is not None:  # smaller images for the quick experiments
+        train, test = (replace(d, images=resize(d.images, (image_size, image_size)), name=f"{d.name}@{image_size}px")
+                       for d in (train, test))
     return ExperimentData(train.subset(n_pretrain), train.subset(n_train), test)
-
-
-def make_augment(cfg: SimCLRConfig, ops: Optional[Sequence[str]] = None) -> SimCLRAugment:
-    """``cfg``'s augmentation (None) or one with only ``ops`` switched on, blur included exactly when listed."""
-    if ops is None:
-        return SimCLRAugment(cfg.image_size, cfg.color_strength, cfg.blur, cfg.min_scale)
-    return SimCLRAugment(cfg.image_size, cfg.color_strength, "blur" in ops, cfg.min_scale, ops=ops)
 
 
 def evaluate_run(model: Any, cfg: SimCLRConfig, data: ExperimentData, spaces: Sequence[str] = ("h",),
@@ -68,12 +53,7 @@ def evaluate_run(model: Any, cfg: SimCLRConfig, data: ExperimentData, spaces: Se
 
     Shape: returns ``{"knn_h": float, "probe_h": float, ...}`` for each of ``spaces``.
     """
-    mean, std = normalization(cfg.dataset)
-    feats = {"h": [extract_features(model.encoder, d.images, mean, std) for d in (data.train, data.test)]}
-    if "z" in spaces:
-        with evaluation_mode(model.head), torch.no_grad():
-            dev = module_device(model.head)
-            feats["z"] = [model.head(h.to(dev)).float().cpu() for h in feats["h"]]
+    feats = {space: [features(model, d.images, space) for d in (data.train, data.test)] for space in spaces}
     out = {}
     for space in spaces:
         (tr, te), ytr, yte = feats[space], data.train.labels, data.test.labels
@@ -87,7 +67,7 @@ def run_one(cfg: SimCLRConfig, data: ExperimentData, ops: Optional[Sequence[str]
             evaluate: Evaluate = evaluate_run) -> dict:
     """One pre-training run (with only ``ops`` if given) and its evaluation; seconds include both."""
     t0 = time.perf_counter()
-    res = pretrain(cfg, data=data.pretrain, augment=None if ops is None else make_augment(cfg, ops),
+    res = pretrain(cfg, data=data.pretrain, augment=None if ops is None else SimCLRAugment.from_config(cfg, ops),
                    overwrite=True)  # a grid's run is recomputed, never resumed: it replaces its own folder
     t1 = time.perf_counter()
     scores = evaluate(res.model, cfg, data)
@@ -98,6 +78,8 @@ def run_one(cfg: SimCLRConfig, data: ExperimentData, ops: Optional[Sequence[str]
 def run_grid(base_cfg: SimCLRConfig, grid: dict[str, Sequence[Any]], data: ExperimentData,
              evaluate: Evaluate = evaluate_run, progress: bool = True) -> list[dict]:
     """One run per combination of ``grid`` values (config fields, plus ``"ops"`` for the augmentation ops).
+
+    Taught in notebook 06.
 
     Each run writes to ``<base_cfg.out_dir>/<key=value_...>``. Returns one row per run: the setting, the scores of
     ``evaluate``, the final loss, the optimiser steps and the seconds.

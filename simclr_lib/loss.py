@@ -13,7 +13,6 @@ Layout: ``z`` is ``(n_views * N, D)``, views stacked view-major (all first views
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -61,7 +60,7 @@ def positive_index(n: int, n_views: int = 2, device: Optional[torch.device] = No
 
 def nt_xent(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2,
             anchors: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """NT-Xent loss (paper Eq. 1), averaged over all (anchor, positive) pairs.
+    """NT-Xent loss (paper Eq. 1), averaged over all (anchor, positive) pairs. Taught in notebook 02.
 
     l(i, j) = -log[ exp(sim(z_i, z_j)/tau) / sum_{k != i} exp(sim(z_i, z_k)/tau) ]. Every other view of the same
     image is a positive; with more than two views each (anchor, positive) pair is one term whose denominator runs
@@ -153,6 +152,8 @@ def info_nce_logits(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2,
 def nt_xent_naive(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2) -> torch.Tensor:
     """NT-Xent as a Python loop over anchors and positives, straight from the paper's Algorithm 1.
 
+    Taught in notebook 02, as the reference the fast form is tested against.
+
     Slow (O(M^2) Python steps); for tests, and for the notebook exercise.
 
     Shape:
@@ -171,13 +172,3 @@ def nt_xent_naive(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2) -
                 total = total - torch.log(torch.exp(s[i][j] / temperature) / denominator)
                 terms += 1
     return (total / terms).to(z.dtype)
-
-
-def nt_xent_of_identical_views(n: int, temperature: float = 0.5, n_views: int = 2) -> float:
-    """The exact loss when all views of an image are identical and different images are orthogonal.
-
-    Each term is -log(e^{1/tau} / ((V-1) e^{1/tau} + (M - V))) with M = n_views * n: a closed form to test against.
-    """
-    m = n * n_views
-    e = math.exp(1.0 / temperature)
-    return -math.log(e / ((n_views - 1) * e + (m - n_views)))

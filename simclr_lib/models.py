@@ -4,6 +4,9 @@
   so f(x) = h is the average-pooled output of the last stage (512 / 512 / 2048 features). ``cifar_stem=True``
   swaps the 7x7 stride-2 conv1 and the max-pool for one 3x3 stride-1 conv, as the paper does for 32 px
   CIFAR-10 (App. B.9); ``cifar_stem=False`` keeps ImageNet's stem (4x downsampling) for 96 px STL-10 and up.
+* Every encoder takes views in [0, 1] and normalises them itself with ``mean``/``std`` buffers taken from
+  ``data.STATS`` for its data set (:class:`Normalize`), so a checkpoint carries its own input statistics and no
+  caller normalises.
 * ``small`` is a plain conv net for CPU runs: per stage ``depth`` units of 3x3 conv -> BatchNorm -> ReLU, the
   first unit of every later stage with stride 2, then global average pooling (1.1 M parameters vs ResNet-18's 11.2 M).
   Measured by ``benchmarks/bench_train.py --archs small resnet18``: about 4.7x the training views/s of
@@ -12,17 +15,46 @@
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torchvision
 
-from .config import ARCHS, SimCLRConfig
+from .data import STATS
 
+if TYPE_CHECKING:  # config imports ARCHS from here: no import of config at run time
+    from .config import SimCLRConfig
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "small")  # the encoders build_encoder builds
 RESNET_FEAT_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+RESNET_LAYOUTS = {"resnet18": (torchvision.models.resnet.BasicBlock, [2, 2, 2, 2]),
+                  "resnet34": (torchvision.models.resnet.BasicBlock, [3, 4, 6, 3]),
+                  "resnet50": (torchvision.models.resnet.Bottleneck, [3, 4, 6, 3])}
+Stats = tuple[Sequence[float], Sequence[float]]
 SMALL_WIDTHS = (32, 64, 128, 256)  # channels per stage of the ``small`` encoder
 SMALL_DEPTHS = (1, 1, 2, 2)  # conv-BN-ReLU units per stage
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, with the statistics as buffers (saved in checkpoints).
+
+    Shape:
+        (B, 3, H, W) float in [0, 1] -> (B, 3, H, W).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 values each (std > 0), got {tuple(mean)} and {tuple(std)}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_floating_point():  # uint8 pixels would pass silently as values 0..255
+            raise ValueError(f"the encoder expects float views in [0, 1], got {x.dtype}; convert with "
+                             "augment.to_float(x) first")
+        return (x - self.mean) / self.std
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -40,6 +72,7 @@ class SmallEncoder(nn.Module):
 
     Args:
         widths: output channels of each stage; ``feat_dim`` is the last one.
+        stats: (mean, std) its [0, 1] inputs are normalised with (``data.STATS``; default CIFAR-10's).
         depths: conv-BN-ReLU units per stage (the first unit of every stage after the first has stride 2).
         cifar_stem: True keeps full resolution in the first stage (32 px input); False makes the first conv
             stride 2 and adds a 3x3 stride-2 max-pool, downsampling 4x like the ImageNet ResNet stem.
@@ -49,8 +82,9 @@ class SmallEncoder(nn.Module):
     """
 
     def __init__(self, widths: Sequence[int] = SMALL_WIDTHS, depths: Sequence[int] = SMALL_DEPTHS,
-                 cifar_stem: bool = True) -> None:
+                 cifar_stem: bool = True, stats: Stats = STATS["cifar10"]) -> None:
         super().__init__()
+        self.normalize = Normalize(*stats)
         if len(widths) != len(depths) or not widths or min(*widths, *depths) < 1:
             raise ValueError(f"widths={tuple(widths)} and depths={tuple(depths)} must be positive and equally long")
         layers: list[nn.Module] = []
@@ -67,46 +101,60 @@ class SmallEncoder(nn.Module):
         self.feat_dim = int(widths[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: (B, 3, H, W) -> (B, feat_dim)."""
-        x = self.features(x)  # B x C x H' x W'
+        """Shape: (B, 3, H, W) in [0, 1] -> (B, feat_dim)."""
+        x = self.features(self.normalize(x))  # B x C x H' x W'
         return x.mean(dim=(2, 3))  # B x C (global average pool)
 
 
-def resnet_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool = False) -> nn.Module:
-    """A torchvision ResNet without weights, ``fc`` replaced by Identity (and the CIFAR stem if asked).
+class ResNetEncoder(torchvision.models.ResNet):
+    """A torchvision ResNet without weights or classifier (``fc = Identity``) that normalises its [0, 1] input.
 
-    ``zero_init_residual`` zeroes the scale of the last BatchNorm in every residual block, so each block starts
-    as the identity (Goyal et al. 2017; google-research/simclr does it; off by default here, docs/differences.md).
+    ``cifar_stem`` swaps the 7x7 stride-2 conv and the max-pool for one 3x3 stride-1 conv (App. B.9, 32 px);
+    ``zero_init_residual`` zeroes the scale of the last BatchNorm in every residual block, so each block starts as
+    the identity (Goyal et al. 2017; google-research/simclr does it; off by default here, docs/differences.md).
 
     Shape:
-        (B, 3, H, W) -> (B, 512) for resnet18/34, (B, 2048) for resnet50.
+        (B, 3, H, W) in [0, 1] -> (B, 512) for resnet18/34, (B, 2048) for resnet50.
     """
-    net = getattr(torchvision.models, arch)(weights=None, zero_init_residual=zero_init_residual)
-    if cifar_stem:  # App. B.9: 3x3 stride-1 conv1, no max-pool, for 32 px images
-        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
-    net.fc = nn.Identity()
-    return net
+
+    def __init__(self, arch: str = "resnet18", cifar_stem: bool = True, zero_init_residual: bool = False,
+                 stats: Stats = STATS["cifar10"]) -> None:
+        block, layers = RESNET_LAYOUTS[arch]
+        super().__init__(block, layers, zero_init_residual=zero_init_residual)
+        if cifar_stem:  # App. B.9: 3x3 stride-1 conv1, no max-pool, for 32 px images
+            self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        self.fc = nn.Identity()
+        self.normalize = Normalize(*stats)
+        self.feat_dim = RESNET_FEAT_DIMS[arch]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.normalize(x))
 
 
-def build_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool = False) -> tuple[nn.Module, int]:
+def build_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool = False,
+                  dataset: str = "cifar10") -> tuple[nn.Module, int]:
     """The encoder f by name and its feature dimension (the size of h).
 
     Args:
-        arch: one of ``config.ARCHS``: resnet18, resnet34, resnet50, small.
+        arch: one of ``ARCHS``: resnet18, resnet34, resnet50, small.
         cifar_stem: 3x3 stride-1 stem without max-pool (App. B.9); False for 96 px and larger inputs.
         zero_init_residual: zero-initialised last BN scale of each residual block (ResNets; ``small`` has no
             residual blocks and ignores it).
+        dataset: whose statistics (``data.STATS``) the encoder normalises its [0, 1] input with.
 
     Returns:
         (encoder, feat_dim); the encoder maps (B, 3, H, W) to (B, feat_dim).
     """
+    if dataset not in STATS:
+        raise ValueError(f"dataset={dataset!r} has no input statistics; choose one of {', '.join(STATS)}")
     if arch == "small":
-        encoder = SmallEncoder(cifar_stem=cifar_stem)
+        encoder = SmallEncoder(cifar_stem=cifar_stem, stats=STATS[dataset])
         return encoder, encoder.feat_dim
     if arch not in RESNET_FEAT_DIMS:
         raise ValueError(f"arch={arch!r} is unknown; choose one of {', '.join(ARCHS)}")
-    return resnet_encoder(arch, cifar_stem, zero_init_residual), RESNET_FEAT_DIMS[arch]
+    encoder = ResNetEncoder(arch, cifar_stem, zero_init_residual, STATS[dataset])
+    return encoder, encoder.feat_dim
 
 
 class ProjectionHead(nn.Module):
@@ -173,8 +221,11 @@ class SimCLRModel(nn.Module):
         self.feat_dim = int(feat_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Shape: (B, 3, H, W) -> ((B, feat_dim), (B, out_dim))."""
-        h = self.encoder(x)  # B x feat_dim
+        """h = f(x), z = g(h) (Sec. 2.1). Taught in notebook 03.
+
+        Shape: (B, 3, H, W) in [0, 1] -> ((B, feat_dim), (B, out_dim)).
+        """
+        h = self.encoder(x)  # B x feat_dim; the encoder normalises x itself
         z = self.head(h)  # B x out_dim
         return h, z
 
@@ -183,7 +234,7 @@ def build_model(cfg: SimCLRConfig) -> SimCLRModel:
     """The SimCLR model of a config: ``cfg.arch`` / ``cfg.cifar_stem`` encoder and a ``cfg.proj_layers`` head
     of width ``cfg.proj_hidden_dim`` (None: the encoder's) projecting to ``cfg.proj_out_dim`` (with a last BN if
     ``cfg.proj_last_bn``)."""
-    encoder, feat_dim = build_encoder(cfg.arch, cfg.cifar_stem, cfg.zero_init_residual)
+    encoder, feat_dim = build_encoder(cfg.arch, cfg.cifar_stem, cfg.zero_init_residual, cfg.dataset)
     head = ProjectionHead(feat_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, cfg.proj_layers,
                           last_bn=cfg.proj_last_bn)
     return SimCLRModel(encoder, head, feat_dim)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -98,10 +99,12 @@ def _online() -> bool:
 
 def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Optional[str] = None) -> Setup:
     """Resolve mode, device, data set and the shared run directory, and print them in one line."""
+    # without ipywidgets tqdm.auto falls back to text bars and warns with the local path of its install
+    warnings.filterwarnings("ignore", message="IProgress not found")
     m = resolve_mode(smoke, mode)
     data_dir = data_dir or os.environ.get("SIMCLR_DATA_DIR") or str(project_root() / "data")
     device = resolve_device("auto")
-    from .quickstart import find_dataset
+    from .data import find_dataset
 
     dataset, why = find_dataset(data_dir, download=_online())
     s = Setup(m, device, data_dir, dataset, project_root() / "runs" / "notebooks" / m)

@@ -18,6 +18,9 @@ from typing import Iterable, Optional
 import torch
 from torch import nn
 
+OPTIMIZERS = ("lars", "sgd", "adam", "adamw")  # what build_optimizer builds
+LR_SCALINGS = ("linear", "sqrt", "none")  # the rules of scaled_lr (paper App. B.1)
+
 
 class LARS(torch.optim.Optimizer):
     """Layer-wise Adaptive Rate Scaling with classic momentum (SimCLR's optimiser for large batches).
@@ -50,6 +53,7 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """One LARS update of every parameter with a gradient (Sec. 2.2). Taught in notebook 03."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -92,6 +96,8 @@ class LARS(torch.optim.Optimizer):
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.0) -> float:
     """Learning-rate multiplier at ``step``: linear warm-up, then cosine decay (paper Sec. B.1, per step).
 
+    Taught in notebook 03.
+
     Warm-up rises linearly to 1 over ``warmup_steps`` (reaching 1 at the last warm-up step); the cosine then runs
     from 1 down to ``final_fraction`` at ``total_steps``. Stepped once per optimisation step, never per epoch.
     """
@@ -107,6 +113,22 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
                     warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """A ``LambdaLR`` applying :func:`warmup_cosine`; call ``scheduler.step()`` after every optimiser step."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps))
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: "torch.amp.GradScaler",
+                   scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None) -> None:
+    """Backward and one optimiser step through ``scaler``, then one step of ``scheduler`` (the per-step schedule).
+
+    The scaler is enabled for fp16 only (``runtime.make_grad_scaler``): a disabled one passes the loss and the step
+    through unchanged, so there is no ``if scaler`` branch. Used by ``train.train_step`` and ``evaluate``'s
+    supervised / fine-tuning loop.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    if scheduler is not None:
+        scheduler.step()
 
 
 def scaled_lr(batch_size: int, rule: str = "sqrt", base_lr: Optional[float] = None,
@@ -125,7 +147,7 @@ def scaled_lr(batch_size: int, rule: str = "sqrt", base_lr: Optional[float] = No
         return (base_lr if base_lr is not None else 0.075) * math.sqrt(batch_size)
     if rule == "none":
         return base_lr if base_lr is not None else (1e-3 if adam else 0.3)
-    raise ValueError(f"lr_scaling={rule!r} is unknown; choose one of linear, sqrt, none")
+    raise ValueError(f"lr_scaling={rule!r} is unknown; choose one of {', '.join(LR_SCALINGS)}")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -150,7 +172,7 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float 
         return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer={name!r} is unknown; choose one of lars, sgd, adam, adamw")
+    raise ValueError(f"optimizer={name!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
 
 
 def trust_ratios(model: nn.Module, weight_decay: float = 1e-6, eta: float = 1e-3,

@@ -13,41 +13,17 @@ from typing import Optional
 import torch
 
 from .config import SimCLRConfig
-from .data import ImageData, _download, available, resolve_data_dir
+from .data import ImageData, find_dataset, labelled_splits
 from .models import build_model
 from .runtime import atomic_write_text, resolve_device, seed_everything
-from .train import labelled_splits, normalization, pretrain
+from .train import pretrain
 
 
-def find_dataset(data_dir: Optional[str], download: bool = False) -> tuple[str, str]:
-    """``("cifar10", "")`` when the data dir holds both its splits (or they can be downloaded), else
-    ``("shapes", why)``: the embedded set needs no file, and ``why`` says exactly what is missing.
+def probe(model, train: ImageData, test: ImageData, backend: str = "torch") -> tuple[dict, torch.Tensor]:
+    """Linear-probe top-1 of the model's frozen h; returns the result dict and the test features."""
+    from .evaluate import features, linear_probe
 
-    Checks file names only: a corrupt image does not switch data sets; it is named when it is decoded.
-    """
-    ok, why = available("cifar10", data_dir)
-    if not ok and download:
-        where = resolve_data_dir(data_dir)
-        err = _download("cifar10", where, "train") or _download("cifar10", where, "test")
-        ok, why = available("cifar10", data_dir)
-        why = f"{why}; download failed ({err})" if err and not ok else why
-    return ("cifar10", "") if ok else ("shapes", why)
-
-
-def pick_dataset(data_dir: Optional[str], download: bool = False) -> str:
-    """``"cifar10"`` when the data dir holds its train and test splits (or they can be downloaded), else
-    ``"shapes"``; :func:`find_dataset` also says why."""
-    return find_dataset(data_dir, download)[0]
-
-
-def probe(model, train: ImageData, test: ImageData, cfg: SimCLRConfig, device: torch.device,
-          backend: str = "torch") -> tuple[dict, torch.Tensor]:
-    """Linear-probe top-1 of the encoder's h; returns the result dict and the test features."""
-    from .evaluate import extract_features, linear_probe
-
-    mean, std = normalization(cfg.dataset)
-    ftr = extract_features(model.encoder, train.images, mean, std, device=device)
-    fte = extract_features(model.encoder, test.images, mean, std, device=device)
+    ftr, fte = features(model, train.images), features(model, test.images)
     return linear_probe(ftr, train.labels, fte, test.labels, backend=backend), fte
 
 
@@ -75,8 +51,8 @@ def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = N
     train, test = labelled_splits(cfg, n_probe_train, n_probe_test)
     seed_everything(cfg.seed)
     random_model = build_model(cfg).to(dev)  # the same architecture, never trained
-    trained, f_trained = probe(result.model, train, test, cfg, dev)
-    random, f_random = probe(random_model, train, test, cfg, dev)
+    trained, f_trained = probe(result.model, train, test)
+    random, f_random = probe(random_model, train, test)
     n_plot = min(len(test), 1000 if not smoke else 200)
     xy_r, xy_t = tsne(f_random[:n_plot]), tsne(f_trained[:n_plot])
     fig = side_by_side(xy_r, xy_t, test.labels[:n_plot], test.classes,

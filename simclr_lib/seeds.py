@@ -85,21 +85,3 @@ class SpijkervetLARS(torch.optim.Optimizer):
                 buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
                 buf.mul_(group["momentum"]).add_(d_p, alpha=group["lr"] * trust)
                 p.sub_(buf)
-
-
-class SeedGatherLayer(torch.autograd.Function):
-    """The seeds' GatherLayer: all_gather forward, but backward returns only this rank's slice of *its own*
-    gradient, so when each rank computes only its local rows of the loss the other ranks' terms are lost."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(out, x.contiguous())
-        ctx.rank = dist.get_rank()
-        return torch.stack(out)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad[ctx.rank]  # no all-reduce: the defect

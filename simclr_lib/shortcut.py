@@ -24,6 +24,8 @@ from .loss import contrastive_accuracy
 def color_histogram(images: Tensor, bins: int = 8, joint: bool = False) -> Tensor:
     """Normalised colour histograms, one per image; bin b of a channel holds values in [b/bins, (b+1)/bins).
 
+    Taught in notebook 01 (the colour shortcut of Fig. 6).
+
     Args:
         images: uint8 in [0, 255] or float in [0, 1].
         bins: bins per channel.

@@ -16,38 +16,30 @@ import contextlib
 import json
 import math
 import os
-import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
-import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import __version__
-from .augment import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, SimCLRAugment, normalize
-from .checkpoint import (gather_rng_states, load_checkpoint, load_weights, rng_state_of_rank, save_checkpoint,
-                         set_rng_state)
+from .augment import SimCLRAugment, make_views
+from .checkpoint import RESUME_MAY_CHANGE, RESUME_MUST_MATCH  # noqa: F401 (part of the training API)
+from .checkpoint import resume_run, save_run, write_config
 from .config import SimCLRConfig
-from .data import ImageData, load_dataset
+from .data import ImageData, epoch_order, load_monitor_data, load_pretrain_data
 from .distributed import gather_views, init_from_env, is_distributed, world
 from .loss import contrastive_accuracy, nt_xent
 from .models import SimCLRModel, build_model
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, optimizer_step
 from .runlock import RunLock, clear_run, prepare_out_dir, remove_stale_temp_files
 from .runtime import (atomic_write_text, autocast_context, make_grad_scaler, resolve_device, resolve_precision,
                       seed_everything)
 
 LOG_EVERY = 10  # steps between host syncs for the progress bar, TensorBoard and the health check
 MAX_PARAM_NORM = 1e8  # a weight norm above this is divergence, even while the loss stays finite
-# A resumed run keeps its own settings; only these may differ from the checkpoint's config (epochs only upwards:
-# the cosine is re-planned over the longer run). Everything else must match.
-RESUME_MAY_CHANGE = ("epochs", "out_dir", "device", "progress", "tensorboard", "checkpoint_every", "knn_every",
-                     "knn_k", "knn_subset", "download", "skip_corrupt", "compile", "extra")
-RESUME_MUST_MATCH = tuple(f.name for f in fields(SimCLRConfig) if f.name not in RESUME_MAY_CHANGE)
-RECORDED_CHANGES = ("epochs", "checkpoint_every", "knn_every")  # written to config.json when a resume changes them
 
 
 @dataclass
@@ -91,47 +83,12 @@ class Run:
         return Path(self.cfg.out_dir) / "checkpoints" / "last.pt"
 
 
-def normalization(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean and std used to normalise views: ImageNet statistics for STL-10, CIFAR-10's otherwise."""
-    return (IMAGENET_MEAN, IMAGENET_STD) if dataset == "stl10" else (CIFAR10_MEAN, CIFAR10_STD)
+def knn_monitor(model: SimCLRModel, monitor: tuple[ImageData, ImageData], cfg: SimCLRConfig) -> float:
+    """kNN top-1 (cosine, k = cfg.knn_k) of the frozen features h on the monitor's test images."""
+    from .evaluate import features, knn_accuracy
 
-
-def load_pretrain_data(cfg: SimCLRConfig) -> ImageData:
-    """The pre-training images of ``cfg`` (STL-10: train + unlabeled), the first ``cfg.subset`` of them."""
-    split = "train+unlabeled" if cfg.dataset == "stl10" else "train"
-    return load_dataset(cfg.dataset, split, cfg.data_dir, folder=cfg.folder, subset=cfg.subset,
-                        download=cfg.download, image_size=cfg.image_size, progress=cfg.progress,
-                        skip_corrupt=cfg.skip_corrupt)
-
-
-def labelled_splits(cfg: SimCLRConfig, n_train: int, n_test: int) -> tuple[ImageData, ImageData]:
-    """The first ``n_train`` / ``n_test`` labelled images of the train / test split of ``cfg.dataset``."""
-    from .data import SHAPES_SIZES
-
-    kw = dict(data_dir=cfg.data_dir, download=cfg.download, image_size=cfg.image_size, progress=cfg.progress,
-              skip_corrupt=cfg.skip_corrupt)
-    if cfg.dataset == "shapes":  # generated: draw only what is needed
-        return (load_dataset("shapes", "train", subset=min(n_train, SHAPES_SIZES["train"]), **kw),
-                load_dataset("shapes", "test", subset=min(n_test, SHAPES_SIZES["test"]), **kw))
-    train, test = load_dataset(cfg.dataset, "train", **kw), load_dataset(cfg.dataset, "test", **kw)
-    return train.subset(min(len(train), n_train)), test.subset(min(len(test), n_test))
-
-
-def load_monitor_data(cfg: SimCLRConfig) -> Optional[tuple[ImageData, ImageData]]:
-    """Labelled (train, test) images for the kNN monitor, at most ``cfg.knn_subset`` each; None for folders."""
-    if cfg.dataset == "folder" or cfg.knn_every <= 0:
-        return None
-    return labelled_splits(cfg, cfg.knn_subset, cfg.knn_subset)
-
-
-def knn_monitor(model: SimCLRModel, monitor: tuple[ImageData, ImageData], cfg: SimCLRConfig,
-                device: torch.device) -> float:
-    """kNN top-1 (cosine, k = cfg.knn_k) of encoder features h on the monitor's test images."""
-    from .evaluate import extract_features, knn_accuracy
-
-    mean, std = normalization(cfg.dataset)
     train, test = monitor
-    fx = [extract_features(model.encoder, d.images, mean, std, device=device) for d in (train, test)]
+    fx = [features(model, d.images) for d in (train, test)]
     return knn_accuracy(fx[0], train.labels, fx[1], test.labels, k=min(cfg.knn_k, len(train)))
 
 
@@ -157,49 +114,12 @@ def _make_model(cfg: SimCLRConfig, device: torch.device, local_rank: Optional[in
     return model, core
 
 
-def epoch_order(n: int, batch_size: int, epoch: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                device: Union[str, torch.device] = "cpu") -> torch.Tensor:
-    """This process's image indices for every step of one epoch, on ``device``: one copy per epoch, none per step.
-
-    The order is ``DistributedSampler``'s (shuffled by ``seed + epoch``, the same on every process, each taking
-    every ``world_size``-th image); the last partial batch is dropped.
-
-    Shape:
-        -> (n // batch_size, batch_size // world_size) int64.
-    """
-    sampler = torch.utils.data.DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True,
-                                                  seed=seed, drop_last=True)
-    sampler.set_epoch(epoch)
-    steps, local = n // batch_size, batch_size // world_size
-    order = torch.tensor(list(sampler), dtype=torch.long)[:steps * local]  # steps*local, this rank's images
-    return order.view(steps, local).to(device)
-
-
-def _views(images: torch.Tensor, idx: torch.Tensor, cfg: SimCLRConfig, augment, generator,
-           device: torch.device) -> torch.Tensor:
-    """Augmented, normalised views of ``images[idx]`` (``idx`` on the images' device: no host sync).
-
-    Shape: (B,) -> (n_views*B, 3, S, S), view-major.
-    """
-    x = images[idx]  # B x 3 x H x W uint8
-    if cfg.augment_backend == "batched":
-        views = augment.views(x.to(device, non_blocking=True), cfg.n_views, generator=generator)
-    else:
-        from .augment import augment_per_image
-
-        views = augment_per_image(x.cpu(), cfg.n_views, augment).to(device, non_blocking=True)
-    mean, std = normalization(cfg.dataset)
-    views = normalize(views, mean, std)
-    if cfg.channels_last:
-        views = views.contiguous(memory_format=torch.channels_last)
-    return views
-
-
 def train_step(model: torch.nn.Module, views: torch.Tensor, optimizer: torch.optim.Optimizer,
                scaler: "torch.amp.GradScaler", temperature: float = 0.5, n_views: int = 2,
                dtype: Optional[torch.dtype] = None, scheduler: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One SimCLR optimiser step (paper Algorithm 1): embed, gather across processes, NT-Xent, backward, step.
 
+    Taught in notebook 03; the benchmark (``benchmarks/bench_train.py``) and notebook 03's optimiser race call it.
     The scaler is a ``torch.amp.GradScaler`` that is enabled for fp16 only (``runtime.make_grad_scaler``); a
     disabled one passes the loss and the step through unchanged. No host sync (an enabled fp16 scaler checks for
     inf gradients on the host: one sync per step, the price of fp16).
@@ -208,15 +128,10 @@ def train_step(model: torch.nn.Module, views: torch.Tensor, optimizer: torch.opt
         views: (n_views * B, 3, S, S) -> loss (), z_all (n_views * B * world_size, out_dim), both detached.
     """
     with autocast_context(views.device, dtype):
-        _, z = model(views)  # z: V*B x out_dim
+        _, z = model(views)  # z: V*B x out_dim; the encoder normalises the [0, 1] views itself
     z_all, rows = gather_views(z, n_views) if is_distributed() else (z, None)
     loss = nt_xent(z_all, temperature, n_views, anchors=rows)  # float32 (autocast off inside)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    if scheduler is not None:
-        scheduler.step()
+    optimizer_step(loss, optimizer, scaler, scheduler)  # backward, step through the scaler, schedule
     return loss.detach(), z_all.detach()
 
 
@@ -238,14 +153,10 @@ def _check_data(cfg: SimCLRConfig, n: int, world_size: int) -> None:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes {world_size}")
 
 
-def _make_augment(cfg: SimCLRConfig, device: torch.device, augment: Optional[Any]) -> Any:
-    if augment is not None:
-        return augment.to(device) if isinstance(augment, torch.nn.Module) else augment
-    if cfg.augment_backend == "batched":
-        return SimCLRAugment(cfg.image_size, cfg.color_strength, cfg.blur, cfg.min_scale).to(device)
-    from .augment import reference_transform
-
-    return reference_transform(cfg.image_size, cfg.color_strength, cfg.blur, cfg.min_scale)
+def _make_augment(cfg: SimCLRConfig, device: torch.device, augment: Optional[SimCLRAugment]) -> SimCLRAugment:
+    if augment is not None and not isinstance(augment, SimCLRAugment):
+        raise ValueError(f"augment must be a SimCLRAugment (e.g. one with only some ops), not {type(augment).__name__}")
+    return (augment or SimCLRAugment.from_config(cfg)).to(device)
 
 
 def setup_run(cfg: SimCLRConfig, data: Optional[ImageData] = None,
@@ -271,70 +182,6 @@ def setup_run(cfg: SimCLRConfig, data: Optional[ImageData] = None,
                augment=_make_augment(cfg, device, augment),
                generator=torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank),
                steps_per_epoch=steps_per_epoch, monitor=monitor)
-
-
-def _check_resume(ckpt: dict, cfg: SimCLRConfig, path: Path) -> None:
-    """The run continues as it was: every setting but ``RESUME_MAY_CHANGE`` must equal the checkpoint's."""
-    saved = SimCLRConfig.from_dict(ckpt["config"]).to_dict()  # fields added since then take their defaults
-    now = cfg.to_dict()
-    diff = [k for k in RESUME_MUST_MATCH if saved[k] != now[k]]
-    if diff:
-        k = diff[0]
-        raise ValueError(f"cannot resume from {path}: {k}={saved[k]!r} there but {now[k]!r} now; a resumed run "
-                         f"keeps its own settings (only {', '.join(RESUME_MAY_CHANGE[:-1])} may change): drop that "
-                         "setting, or start a new run with another --out")
-    if cfg.epochs < ckpt["epoch"]:
-        raise ValueError(f"cannot resume from {path} with epochs={cfg.epochs}: it has already trained "
-                         f"{ckpt['epoch']} epochs; give --epochs {ckpt['epoch']} or more")
-
-
-def _replan(run: Run, old_epochs: int) -> None:
-    """A run extended (or shortened) to ``cfg.epochs``: the cosine now ends there; say so once."""
-    lam = run.scheduler.lr_lambdas[0]
-    for group, base in zip(run.optimizer.param_groups, run.scheduler.base_lrs):
-        before, group["lr"] = group["lr"], base * lam(run.step)
-    if run.main:
-        print(f"resuming with epochs={run.cfg.epochs} instead of {old_epochs}: the warm-up + cosine schedule is "
-              f"re-planned to reach 0 at step {run.cfg.epochs * run.steps_per_epoch} (lr at step {run.step}: "
-              f"{before:.4g} -> {group['lr']:.4g})", file=sys.stderr, flush=True)
-
-
-def resume_run(run: Run, path: Path) -> None:
-    """Load a checkpoint into ``run``: weights, optimiser, schedule, scaler, this process's RNG states, progress.
-
-    The file is read onto the CPU (RNG states must be CPU byte tensors); ``load_state_dict`` then copies each
-    tensor to the device of the parameter or buffer it fills.
-    """
-    ckpt = load_checkpoint(path, map_location="cpu")
-    _check_resume(ckpt, run.cfg, path)
-    load_weights(run.core, ckpt["model"], path)
-    run.optimizer.load_state_dict(ckpt["optimizer"])
-    run.scheduler.load_state_dict(ckpt["scheduler"])
-    if run.scaler.is_enabled() and ckpt.get("scaler"):
-        run.scaler.load_state_dict(ckpt["scaler"])
-    set_rng_state(rng_state_of_rank(ckpt["rng"], run.rank, run.world_size, path), run.generator)
-    run.start_epoch, run.step, run.history = ckpt["epoch"], ckpt["step"], list(ckpt["history"])
-    if run.cfg.epochs != ckpt["config"]["epochs"]:
-        _replan(run, ckpt["config"]["epochs"])
-
-
-def save_run(run: Run, epoch: int) -> Optional[Path]:
-    """Write ``checkpoints/last.pt`` atomically (the main process), with every process's RNG states.
-
-    A collective under torchrun: every process calls it; all wait until the file is complete.
-    """
-    rng = gather_rng_states(run.generator)  # one state dict per process
-    path = None
-    if run.main:
-        state = dict(model=run.core.state_dict(), optimizer=run.optimizer.state_dict(),
-                     scheduler=run.scheduler.state_dict(),
-                     scaler=run.scaler.state_dict() if run.scaler.is_enabled() else None,
-                     rng=dict(rng[0], ranks=rng) if len(rng) > 1 else rng[0], epoch=epoch, step=run.step,
-                     config=run.cfg.to_dict(), history=run.history, version=__version__)
-        path = save_checkpoint(state, run.checkpoint_path)
-    if is_distributed():
-        dist.barrier()  # no process reads the checkpoint before it is complete
-    return path
 
 
 def param_norm(model: torch.nn.Module) -> torch.Tensor:
@@ -385,7 +232,8 @@ def _step_loop(run: Run, order: torch.Tensor, log: Callable[..., None], bar=None
     cfg = run.cfg
     loss_sum = torch.zeros((), device=run.device)
     for i in range(len(order)):
-        views = _views(run.images, order[i], cfg, run.augment, run.generator, run.device)  # V*b x 3 x S x S
+        views = make_views(run.images[order[i]], run.augment, cfg.n_views, run.generator,
+                           cfg.channels_last)  # V*b x 3 x S x S in [0, 1], on the device
         loss, z_all = train_step(run.model, views, run.optimizer, run.scaler, cfg.temperature, cfg.n_views,
                                  run.dtype, run.scheduler)
         run.step += 1
@@ -416,7 +264,7 @@ def _end_epoch(run: Run, record: dict, writer, last_good: Optional[Path]) -> Opt
     """kNN monitor (when due), history, TensorBoard, checkpoint (when due); returns the last good checkpoint."""
     cfg, epoch = run.cfg, record["epoch"]
     if run.monitor is not None and run.main and (epoch % cfg.knn_every == 0 or epoch == cfg.epochs):
-        record["knn_top1"] = knn_monitor(run.core, run.monitor, cfg, run.device)
+        record["knn_top1"] = knn_monitor(run.core, run.monitor, cfg)
     run.history.append(record)
     if writer is not None:
         for k in ("views_per_s", "knn_top1"):
@@ -431,24 +279,11 @@ def _end_epoch(run: Run, record: dict, writer, last_good: Optional[Path]) -> Opt
     return last_good
 
 
-def _write_config(run: Run, resumed: bool) -> None:
-    """config.json: written by a new run; a resume rewrites it only to record an allowed change."""
-    path = Path(run.cfg.out_dir) / "config.json"
-    now = dict(run.cfg.to_dict(), version=__version__)
-    if resumed and path.is_file():
-        old = json.loads(path.read_text())
-        changed = {k: [old.get(k), now[k]] for k in RECORDED_CHANGES if old.get(k) != now[k]}
-        if not changed:
-            return
-        now["changes"] = old.get("changes", []) + [dict(at_epoch=run.start_epoch, **changed)]
-    atomic_write_text(json.dumps(now, indent=2), path)
-
-
 def _open_outputs(run: Run, resumed: bool):
     """config.json and the TensorBoard writer (main process only); returns the writer or None."""
     if not run.main:
         return None
-    _write_config(run, resumed)
+    write_config(run, resumed)
     if not run.cfg.tensorboard:
         return None
     from torch.utils.tensorboard import SummaryWriter
@@ -483,8 +318,8 @@ def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
         resume: True to continue from ``<out_dir>/checkpoints/last.pt``, or a checkpoint path; the run keeps
             its settings (``RESUME_MAY_CHANGE`` lists what ``cfg`` may change, e.g. more epochs).
         callbacks: called with each epoch's record after its checkpoint; a truthy return stops the run.
-        augment: replaces the augmentation built from ``cfg`` (a SimCLRAugment for the batched backend, e.g. one
-            with only some ``ops`` for the ablation of Fig. 5; a per-image transform for ``per_image``).
+        augment: a SimCLRAugment to use instead of the one built from ``cfg`` (e.g. one with only some ``ops``, for
+            the ablation of Fig. 5).
         overwrite: replace a run already in ``cfg.out_dir`` (without it, a fresh run there is refused).
 
     Returns:

@@ -1,4 +1,6 @@
 """python -m simclr_lib: every command on the smoke preset, one-line errors, kill -9 and resume, torchrun."""
+import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -11,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from simclr_lib import __main__ as main_module
 from simclr_lib.checkpoint import load_checkpoint
+from simclr_lib.config import CHOICES, SimCLRConfig, field_comments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,3 +128,56 @@ def test_torchrun_two_processes(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["metrics"]["world_size"] == 2
     assert json.loads(p.stdout)["world_size"] == 2  # one JSON document: only rank 0 prints
+
+
+def _pretrain_parser() -> argparse.ArgumentParser:
+    sub = next(a for a in main_module._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["pretrain"]
+
+
+def test_every_config_field_has_a_flag():
+    flags = main_module.PRETRAIN_FLAGS
+    assert {field for field, _, _ in flags.values()} == \
+        {f.name for f in dataclasses.fields(SimCLRConfig)} - set(main_module.CLI_EXCLUDED)
+    assert flags["--out"][0] == "out_dir"
+    assert flags["--lr-scaling"] == ("lr_scaling", str, field_comments()["lr_scaling"])
+    assert (flags["--subset"][1], flags["--color-strength"][1], flags["--blur"][1]) == (int, float, bool)
+    options = {o for a in _pretrain_parser()._actions for o in a.option_strings}
+    earlier = ("--dataset --data-dir --folder --subset --image-size --arch --cifar-stem --zero-init-residual "
+               "--proj-last-bn --batch-size --epochs --lr --optimizer --temperature --weight-decay --warmup-epochs "
+               "--n-views --color-strength --blur --min-scale --precision --seed --device --out --checkpoint-every "
+               "--knn-every --download --skip-corrupt --compile --no-progress --preset --resume --overwrite --debug")
+    assert set(earlier.split()) <= options  # every flag users know still works
+
+
+def test_help_is_the_field_comment():
+    comments = field_comments()
+    for action in _pretrain_parser()._actions:
+        flag = next((o for o in action.option_strings if o in main_module.PRETRAIN_FLAGS), None)
+        if flag is not None:
+            field = main_module.PRETRAIN_FLAGS[flag][0]
+            assert action.help.replace("%%", "%") == comments[field] != "", flag
+
+
+def test_bool_fields_get_yes_and_no_flags():
+    parser = _pretrain_parser()
+    bools = [flag for flag, (_, typ, _) in main_module.PRETRAIN_FLAGS.items() if typ is bool]
+    assert {"--blur", "--progress", "--compile", "--download"} <= set(bools)
+    options = {o for a in parser._actions for o in a.option_strings}
+    assert all(f in options and "--no-" + f[2:] in options for f in bools)
+    given = lambda *a: main_module._given(parser.parse_args(list(a)))  # noqa: E731
+    assert given() == {}  # unset: the preset's / data set's default
+    assert given("--no-blur", "--blur") == {"blur": True}
+    assert given("--no-progress", "--compile", "--no-cifar-stem", "--out", "x") == \
+        {"progress": False, "compile": True, "cifar_stem": False, "out_dir": "x"}
+
+
+@pytest.mark.parametrize("field", sorted(CHOICES))
+def test_invalid_choice_lists_the_allowed_values(field, tmp_path, capsys):
+    flag = "--" + field.replace("_", "-")
+    action = next(a for a in _pretrain_parser()._actions if flag in a.option_strings)
+    assert action.metavar == "{" + ",".join(CHOICES[field]) + "}"  # --help shows them
+    code = main_module.main(["pretrain", "--preset", "smoke", "--out", str(tmp_path / "x"), flag, "nope"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.strip().endswith(f"{field}='nope' is unknown; choose one of {', '.join(CHOICES[field])}")

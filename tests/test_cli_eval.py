@@ -226,7 +226,7 @@ def test_download_flag_reaches_load_dataset(tmp_path, capsys, monkeypatch):
     cfg = SimCLRConfig.smoke(dataset="cifar10", data_dir=str(tmp_path / "empty"))
     monkeypatch.setattr(simclr_lib.checkpoint, "load_pretrained", lambda *a, **k: (build_model(cfg).eval(), cfg))
     calls = []
-    monkeypatch.setattr(D, "_download", lambda *a: calls.append(a) or "OSError: offline")
+    monkeypatch.setattr(D.releases, "_download", lambda *a: calls.append(a) or "OSError: offline")  # _locate's
     rc, _, err = _cli(capsys, "knn", "--checkpoint", str(tmp_path), "--device", "cpu")
     assert "--download" in _one_line_error(rc, err) and not calls
     rc, _, err = _cli(capsys, "knn", "--checkpoint", str(tmp_path), "--device", "cpu", "--download")

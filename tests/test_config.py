@@ -1,7 +1,10 @@
 """SimCLRConfig: paper defaults, presets, validation with one-line errors, round trip."""
+import dataclasses
+
 import pytest
 
-from simclr_lib.config import SimCLRConfig
+from simclr_lib import config, data, models, optim, runtime
+from simclr_lib.config import CHOICES, SimCLRConfig, field_comments
 
 
 def test_paper_defaults():
@@ -58,3 +61,48 @@ def test_round_trip_and_unknown_field():
     assert SimCLRConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="unknown config field"):
         SimCLRConfig.from_dict({"batchsize": 3})
+
+
+def test_option_lists_live_next_to_their_implementation():
+    """One definition each: config imports the lists it validates against."""
+    assert config.DATASETS is data.DATASETS and config.ARCHS is models.ARCHS
+    assert config.OPTIMIZERS is optim.OPTIMIZERS and config.LR_SCALINGS is optim.LR_SCALINGS
+    assert config.PRECISIONS is runtime.PRECISIONS
+    assert {k: v for k, v in CHOICES.items() if k != "augment_backend"} == dict(
+        dataset=data.DATASETS, arch=models.ARCHS, optimizer=optim.OPTIMIZERS, lr_scaling=optim.LR_SCALINGS,
+        precision=runtime.PRECISIONS)
+
+
+@pytest.mark.parametrize("name", sorted(CHOICES))
+def test_unknown_choice_names_the_allowed_values(name):
+    with pytest.raises(ValueError) as e:
+        SimCLRConfig(**{name: "nope"})
+    assert str(e.value) == f"{name}='nope' is unknown; choose one of {', '.join(CHOICES[name])}"
+
+
+def test_implementations_name_the_allowed_values():
+    import torch
+
+    for call, allowed in ((lambda: optim.scaled_lr(256, "cube"), optim.LR_SCALINGS),
+                          (lambda: optim.build_optimizer(torch.nn.Linear(2, 2), "rmsprop", 0.1), optim.OPTIMIZERS),
+                          (lambda: runtime.resolve_precision("fp8", torch.device("cpu")), runtime.PRECISIONS),
+                          (lambda: models.build_encoder("vit"), models.ARCHS)):
+        with pytest.raises(ValueError, match=f"choose one of {', '.join(allowed)}$"):
+            call()
+
+
+def test_every_field_has_a_comment():
+    """The trailing comments are the CLI's help texts (``python -m simclr_lib pretrain --help``)."""
+    comments = field_comments()
+    assert set(comments) == {f.name for f in dataclasses.fields(SimCLRConfig)}
+    assert all(comments.values())
+    assert comments["epochs"] == "passes over the training images"
+
+
+def test_field_comments_without_source(monkeypatch):
+    """A bytecode-only install has no source: no help texts, but nothing breaks."""
+    def no_source(obj):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(config.inspect, "getsource", no_source)
+    assert field_comments.__wrapped__() == {}

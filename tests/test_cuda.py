@@ -6,7 +6,7 @@ import torch
 from simclr_lib import train
 from simclr_lib.augment import SimCLRAugment
 from simclr_lib.config import SimCLRConfig
-from simclr_lib.data import make_shapes
+from simclr_lib.data import epoch_order, make_shapes
 
 pytestmark = pytest.mark.cuda
 
@@ -28,7 +28,7 @@ def test_resume_on_cuda_continues_the_run(tmp_path):
 def test_step_loop_has_no_host_sync(tmp_path, precision):
     """``set_sync_debug_mode("error")`` raises on any synchronising call inside the step loop."""
     run = train.setup_run(_cfg(tmp_path, precision=precision, batch_size=32))
-    order = train.epoch_order(len(run.images), 32, 0, device=run.device)
+    order = epoch_order(len(run.images), 32, 0, device=run.device)
     train._step_loop(run, order[:2], log=lambda *a: None)  # warm-up: cuDNN plans, cached constants
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")

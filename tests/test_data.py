@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from simclr_lib import data as D
-from simclr_lib.data import ImageData, load_dataset, make_shapes, resolve_cache_dir, resolve_data_dir
+from simclr_lib.data import ImageData, files, load_dataset, make_shapes, resolve_cache_dir, resolve_data_dir, shapes
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +47,25 @@ def _png16_rgb(arr: np.ndarray) -> bytes:
 
     header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+class _DecodeSpy:
+    """Counts calls of ``files._decode_files``: a cache hit decodes nothing, a miss decodes the folder."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = files._decode_files
+
+        def spy(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(files, "_decode_files", spy)
+
+    def decoded(self) -> bool:
+        """Whether anything was decoded since the last call."""
+        calls, self.calls = self.calls, 0
+        return calls > 0
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
@@ -153,30 +172,41 @@ def test_folder_labels_pixels_and_cache_hit(tmp_path, monkeypatch):
     colours = {"b_red": [(255, 0, 0), (200, 10, 10)], "a_blue": [(0, 0, 255)], "c_mix": [(1, 2, 3), (4, 5, 6)]}
     root = _solid_folder(tmp_path / "imgs", colours)
     (root / "a_blue" / "notes.txt").write_text("not an image")  # ignored by extension
+    spy = _DecodeSpy(monkeypatch)
     first = load_dataset("folder", folder=root, progress=False)
-    assert first.classes == ["a_blue", "b_red", "c_mix"] and not first.from_cache
+    assert first.classes == ["a_blue", "b_red", "c_mix"] and spy.decoded()
     assert first.images.shape == (5, 3, 8, 8) and first.images.dtype == torch.uint8 and first.images.is_contiguous()
     assert first.labels.dtype == torch.int64 and first.labels.tolist() == [0, 1, 2, 1, 2]  # classes interleaved
     by_class = [colours[k] for k in sorted(colours)]  # naive reference: the colours written, round-robin
     expected = [c[i] for i in range(2) for c in by_class if i < len(c)]
     assert [tuple(img[:, 3, 3].tolist()) for img in first.images] == expected
 
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("decoded again although the cache is valid")
-
-    monkeypatch.setattr(D, "_decode_files", no_decoding)
     second = load_dataset("folder", folder=root, progress=False)
-    assert second.from_cache and torch.equal(second.images, first.images) and torch.equal(second.labels, first.labels)
+    assert not spy.decoded(), "decoded again although the cache is valid"
+    assert torch.equal(second.images, first.images) and torch.equal(second.labels, first.labels)
     assert list((tmp_path / "cache").glob("folder_imgs_*.pt"))
-    monkeypatch.undo()
-    monkeypatch.setenv("SIMCLR_CACHE_DIR", str(tmp_path / "cache"))
     _save(root / "a_blue" / "zz.png", Image.new("RGB", (8, 8), (9, 9, 9)))  # the source changed: rebuild
     third = load_dataset("folder", folder=root, progress=False)
-    assert not third.from_cache and len(third) == 6 and third.labels.tolist() == [0, 1, 2, 0, 1, 2]
-    assert not load_dataset("folder", folder=root, cache=False, progress=False).from_cache
+    assert spy.decoded() and len(third) == 6 and third.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    load_dataset("folder", folder=root, cache=False, progress=False)  # the cache is valid, but not used
+    assert spy.decoded()
 
 
-def test_corrupt_and_truncated_files_error_or_skip(tmp_path):
+def test_folder_subset_decodes_only_its_first_files(tmp_path, monkeypatch):
+    colours = {"a": [(10, 0, 0), (20, 0, 0), (30, 0, 0)], "b": [(0, 10, 0), (0, 20, 0)], "c": [(0, 0, 10)]}
+    root = _solid_folder(tmp_path / "imgs", colours)
+    decoded = []
+    real = files._decode_files
+    monkeypatch.setattr(files, "_decode_files",
+                        lambda paths, *a, **k: decoded.append(len(paths)) or real(paths, *a, **k))
+    part = load_dataset("folder", folder=root, subset=4, progress=False)
+    assert decoded == [4]  # not all 6 files, then sliced
+    full = load_dataset("folder", folder=root, cache=False, progress=False)
+    assert torch.equal(part.images, full.images[:4])
+    assert part.labels.tolist() == full.labels[:4].tolist() == [0, 1, 2, 0]  # the interleaved prefix
+
+
+def test_corrupt_and_truncated_files_error_or_skip(tmp_path, monkeypatch):
     root = _solid_folder(tmp_path / "imgs", {"a": [(10, 20, 30)], "b": [(40, 50, 60)]})
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(buf, "JPEG")
@@ -190,10 +220,13 @@ def test_corrupt_and_truncated_files_error_or_skip(tmp_path):
         d = load_dataset("folder", folder=root, skip_corrupt=True, progress=False)
     assert len(d) == 2 and d.labels.tolist() == [0, 1]
     assert [tuple(img[:, 0, 0].tolist()) for img in d.images] == [(10, 20, 30), (40, 50, 60)]
+    spy = _DecodeSpy(monkeypatch)
     with pytest.raises(ValueError, match="truncated.jpg .*skip_corrupt=True"):  # the cache remembers the bad file
         load_dataset("folder", folder=root, progress=False)
+    assert not spy.decoded()
     with pytest.warns(UserWarning, match="skipping 2 corrupt"):
-        assert load_dataset("folder", folder=root, skip_corrupt=True, progress=False).from_cache
+        again = load_dataset("folder", folder=root, skip_corrupt=True, progress=False)
+    assert not spy.decoded() and torch.equal(again.images, d.images) and torch.equal(again.labels, d.labels)
     (tmp_path / "bad" / "x").mkdir(parents=True)
     (tmp_path / "bad" / "x" / "only.jpg").write_bytes(b"\xff\xd8\xff broken")
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="none of the 1 images in .*bad could be decoded"):
@@ -245,6 +278,21 @@ def test_small_images_resized_up_and_size_rules(tmp_path):
     assert load_dataset("folder", folder=same, progress=False).images.shape == (3, 3, 12, 20)  # native kept
 
 
+def test_resize_is_a_centre_crop_then_pil_bicubic():
+    """The one resize: the centre box of the target's aspect ratio, then bicubic with antialiasing (PIL's BICUBIC)."""
+    rng = np.random.default_rng(2)
+    for (h, w), (out_h, out_w), box in [((12, 20), (6, 6), (4, 0, 16, 12)), ((40, 30), (16, 16), (0, 5, 30, 35)),
+                                        ((30, 40), (24, 32), (0, 0, 40, 30)), ((5, 9), (32, 32), (2, 0, 7, 5))]:
+        # mid-range values: PIL rounds and clips between its two passes, so overshoot would differ there
+        hwc = rng.integers(64, 192, (h, w, 3), dtype=np.uint8)
+        ours = D.resize(torch.from_numpy(hwc).permute(2, 0, 1)[None].repeat(2, 1, 1, 1), (out_h, out_w))
+        ref = np.asarray(Image.fromarray(hwc).crop(box).resize((out_w, out_h), Image.BICUBIC))
+        assert ours.shape == (2, 3, out_h, out_w) and ours.dtype == torch.uint8
+        assert (ours[1].permute(1, 2, 0).int() - torch.from_numpy(ref.copy()).int()).abs().max() <= 1, (h, w)
+    same = torch.randint(0, 256, (2, 3, 7, 9), dtype=torch.uint8)
+    assert torch.equal(D.resize(same, (7, 9)), same)  # the size already: unchanged
+
+
 def test_jpeg_fast_path_matches_pil_with_exif_rotation():
     rng = np.random.default_rng(1)
     smooth = np.kron(rng.integers(0, 255, (3, 5, 3)), np.ones((4, 4, 1))).astype(np.uint8)  # 12 x 20, blocky
@@ -252,8 +300,8 @@ def test_jpeg_fast_path_matches_pil_with_exif_rotation():
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     buf = io.BytesIO()
     Image.fromarray(smooth).save(buf, "JPEG", quality=95, exif=exif.tobytes())
-    fast = D._decode_chunk([buf.getvalue()], ["x.jpg"], skip_corrupt=False)[0]
-    slow = D._decode_pil(buf.getvalue(), "x.jpg", skip_corrupt=False)
+    fast = files._decode_chunk([buf.getvalue()], ["x.jpg"], skip_corrupt=False)[0]
+    slow = files._decode_pil(buf.getvalue(), "x.jpg", skip_corrupt=False)
     assert fast.shape == slow.shape == (3, 20, 12)  # turned upright by both paths
     assert (fast.int() - slow.int()).abs().max() <= 2
 
@@ -332,15 +380,15 @@ def test_star_and_polygons_match_a_naive_polygon_reference():
         angles = np.arange(2 * points) * np.pi / points  # tips at even multiples, notches at odd ones
         radii = np.where(np.arange(2 * points) % 2 == 0, 1.0, inner)
         poly = Polygon(np.stack([radii * np.cos(angles), radii * np.sin(angles)], 1))
-        ours = D._star(uv[:, 0], uv[:, 1], points, inner).numpy()
+        ours = shapes._star(uv[:, 0], uv[:, 1], points, inner).numpy()
         ref = poly.contains_points(uv.numpy())
         assert (ours != ref).mean() < 1e-3  # only points on the boundary may differ
 
 
 def test_shape_area_is_the_requested_fraction_for_every_class():
     labels = torch.arange(8).repeat(20)
-    p = torch.rand(len(labels), D._N_PARAMS, generator=torch.Generator().manual_seed(0))
-    cov = D._coverage(labels, D._shape_params(p, labels), 64)  # (n, 1, 64, 64)
+    p = torch.rand(len(labels), shapes._N_PARAMS, generator=torch.Generator().manual_seed(0))
+    cov = shapes._coverage(labels, shapes._shape_params(p, labels), 64)  # (n, 1, 64, 64)
     requested = 0.07 + 0.15 * p[:, 0]
     assert (cov.mean((1, 2, 3)) - requested).abs().max() < 0.01
 
@@ -378,17 +426,18 @@ def _real_cifar10() -> Path:
 
 def test_real_cifar10_test_split_and_its_cache(monkeypatch):
     root = _real_cifar10()
+    spy = _DecodeSpy(monkeypatch)
     d = load_dataset("cifar10", "test", progress=False)
     assert d.images.shape == (10000, 3, 32, 32) and d.images.dtype == torch.uint8 and d.images.is_contiguous()
     assert d.classes == D.CIFAR10_CLASSES and d.labels.dtype == torch.int64
     assert torch.bincount(d.labels).tolist() == [1000] * 10
     assert torch.bincount(d.labels[:100]).tolist() == [10] * 10  # any prefix is class-balanced (interleaved)
     if (root / "cifar10" / "test").is_dir():  # the JPEG folder: compare with a plain PIL decode
-        files = sorted((root / "cifar10" / "test" / "cat").iterdir())
+        cats = sorted((root / "cifar10" / "test" / "cat").iterdir())
         first_cat = int((d.labels == 3).nonzero()[0])
-        ref = np.array(Image.open(files[0]).convert("RGB"))
+        ref = np.array(Image.open(cats[0]).convert("RGB"))
         assert (d.images[first_cat].permute(1, 2, 0).int() - torch.from_numpy(ref).int()).abs().max() <= 2
-        assert not d.from_cache
-        monkeypatch.setattr(D, "_decode_files", lambda *a, **k: pytest.fail("cache miss on an unchanged folder"))
+        assert spy.decoded()  # the first load decodes (a fresh cache dir)
         again = load_dataset("cifar10", "test", progress=False)
-        assert again.from_cache and torch.equal(again.images, d.images) and torch.equal(again.labels, d.labels)
+        assert not spy.decoded(), "cache miss on an unchanged folder"
+        assert torch.equal(again.images, d.images) and torch.equal(again.labels, d.labels)

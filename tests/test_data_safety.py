@@ -15,7 +15,7 @@ from PIL import Image
 from simclr_lib import data as D
 from simclr_lib import notebook as NB
 from simclr_lib import quickstart as Q
-from simclr_lib.data import load_dataset
+from simclr_lib.data import files, find_dataset, load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,9 +83,10 @@ def test_available_checks_the_batch_files(tmp_path):
     assert not ok and "data_batch_3" in _one_line(why) and str(root) in why
 
 
-def test_pick_dataset_checks_train_too_and_prints_why(tmp_path, monkeypatch, capsys):
+def test_find_dataset_checks_train_too_and_prints_why(tmp_path, monkeypatch, capsys):
     _split(tmp_path / "cifar10" / "test", COLOURS)
-    assert Q.pick_dataset(str(tmp_path)) == "shapes"
+    name, why = find_dataset(str(tmp_path))
+    assert name == "shapes" and "cifar10/train" in _one_line(why) and "missing" in why
 
     class Stop(Exception):
         pass
@@ -106,24 +107,29 @@ def test_a_corrupt_jpeg_does_not_switch_data_sets(tmp_path):
     _split(tmp_path / "cifar10" / "train", COLOURS, "jpg")
     _split(tmp_path / "cifar10" / "test", COLOURS, "jpg")
     (tmp_path / "cifar10" / "test" / "ant" / "0.jpg").write_bytes(b"\xff\xd8\xff truncated")
-    assert Q.pick_dataset(str(tmp_path)) == "cifar10"
+    assert find_dataset(str(tmp_path)) == ("cifar10", "")
     with pytest.raises(ValueError, match="cannot decode image .*ant.0.jpg"):  # found at decode time, named
         load_dataset("cifar10", "test", tmp_path, progress=False)
 
 
 # --- 10: the decode cache: keyed on content, and optional ----------------------------------------------------------
-def test_cache_is_not_served_stale_after_a_same_size_same_mtime_replacement(tmp_path):
+def test_cache_is_not_served_stale_after_a_same_size_same_mtime_replacement(tmp_path, monkeypatch):
     root = _split(tmp_path / "imgs", {"a": (10, 20, 30), "b": (40, 50, 60)}, "bmp")
+    decodes = []
+    real = files._decode_files
+    monkeypatch.setattr(files, "_decode_files", lambda *a, **k: decodes.append(1) or real(*a, **k))
     first = load_dataset("folder", folder=root, progress=False)
+    assert len(decodes) == 1  # a miss: decoded
     f = root / "a" / "0.bmp"
     st = os.stat(f)
     Image.new("RGB", (8, 8), (250, 1, 1)).save(f)  # like cp -p / rsync -t / tar x: same size, same mtime
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert os.stat(f).st_size == st.st_size and os.stat(f).st_mtime_ns == st.st_mtime_ns
     second = load_dataset("folder", folder=root, progress=False)
-    assert not second.from_cache and tuple(second.images[0, :, 0, 0].tolist()) == (250, 1, 1)
+    assert len(decodes) == 2 and tuple(second.images[0, :, 0, 0].tolist()) == (250, 1, 1)  # a miss: decoded
     assert torch.equal(second.images[1], first.images[1])
-    assert load_dataset("folder", folder=root, progress=False).from_cache  # unchanged again: a hit
+    third = load_dataset("folder", folder=root, progress=False)
+    assert len(decodes) == 2 and torch.equal(third.images, second.images)  # unchanged again: a hit
 
 
 def test_a_failing_cache_write_warns_and_returns_the_data(tmp_path, monkeypatch):
@@ -132,7 +138,7 @@ def test_a_failing_cache_write_warns_and_returns_the_data(tmp_path, monkeypatch)
     def full_disk(obj, path):
         raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0\nfile write failed")
 
-    monkeypatch.setattr(D, "atomic_torch_save", full_disk)
+    monkeypatch.setattr(files, "atomic_torch_save", full_disk)
     with pytest.warns(UserWarning) as record:
         d = load_dataset("folder", folder=root, progress=False)
     assert len(d) == 1 and tuple(d.images[0, :, 0, 0].tolist()) == (10, 20, 30)

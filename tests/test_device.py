@@ -14,7 +14,8 @@ import torch
 from simclr_lib import runtime, train
 from simclr_lib.augment import SimCLRAugment, _check_generator
 from simclr_lib.config import SimCLRConfig
-from simclr_lib.evaluate import random_crop_flip
+from simclr_lib.data import epoch_order
+from simclr_lib.finetune import random_crop_flip
 from simclr_lib.models import build_model
 from simclr_lib.optim import build_optimizer, build_scheduler
 
@@ -68,9 +69,9 @@ def test_fp16_gets_an_enabled_grad_scaler_and_bf16_a_disabled_one(monkeypatch):
 
 # --- 3. no host sync in the step loop ---------------------------------------------------------------------------
 def test_epoch_order_is_built_on_the_device_and_matches_the_distributed_sampler():
-    order = train.epoch_order(100, 16, epoch=2, seed=5, rank=1, world_size=2, device=META)
+    order = epoch_order(100, 16, epoch=2, seed=5, rank=1, world_size=2, device=META)
     assert order.device == META and order.shape == (6, 8)
-    cpu = train.epoch_order(100, 16, epoch=2, seed=5, rank=1, world_size=2)
+    cpu = epoch_order(100, 16, epoch=2, seed=5, rank=1, world_size=2)
     sampler = torch.utils.data.DistributedSampler(range(100), 2, 1, shuffle=True, seed=5, drop_last=True)
     sampler.set_epoch(2)
     assert cpu.flatten().tolist() == list(sampler)[:48]
@@ -104,7 +105,7 @@ def _meta_run(cfg: SimCLRConfig, n: int = 48) -> train.Run:
 def test_step_loop_makes_no_host_sync_and_no_host_to_device_copy(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path, batch_size=8)
     run = _meta_run(cfg)
-    order = train.epoch_order(48, 8, 0, device=META)  # the one copy of the epoch
+    order = epoch_order(48, 8, 0, device=META)  # the one copy of the epoch
     train._step_loop(run, order[:1], log=lambda *a: None)  # warm-up: per-device constants are cached once
     spy, logs = _CopySpy(monkeypatch), []
     spy.active = True

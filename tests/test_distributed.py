@@ -8,7 +8,24 @@ import torch.multiprocessing as mp
 
 from simclr_lib.distributed import gather_views
 from simclr_lib.loss import nt_xent
-from simclr_lib.seeds import SeedGatherLayer
+
+class SeedGatherLayer(torch.autograd.Function):
+    """The seeds' GatherLayer: all_gather forward, but backward returns only this rank's slice of *its own*
+    gradient, so when each rank computes only its local rows of the loss the other ranks' terms are lost."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x.contiguous())
+        ctx.rank = dist.get_rank()
+        return torch.stack(out)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad[ctx.rank]  # no all-reduce: the defect
+
 
 N_PER_RANK, D_IN, D_OUT, VIEWS = 4, 6, 5, 3
 

@@ -1,7 +1,6 @@
 """Linear evaluation, kNN, label fractions and end-to-end training against naive references and real CIFAR-10."""
 import math
 import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -9,12 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simclr_lib.augment import CIFAR10_MEAN, CIFAR10_STD
-from simclr_lib.data import make_shapes
-from simclr_lib.evaluate import (balanced_indices, crop_flip_at, evaluate_encoder, extract_features, fine_tune,
-                                 knn_accuracy, knn_predict, label_fraction_sweep, linear_probe, linear_probe_both,
-                                 random_crop_flip, select_C, train_supervised)
-from simclr_lib.models import build_encoder
+from simclr_lib.data import CIFAR10_MEAN, CIFAR10_STD, make_shapes
+from simclr_lib.evaluate import (balanced_indices, features, knn_accuracy, knn_predict, label_fraction_sweep,
+                                 linear_probe, linear_probe_both, select_C)
+from simclr_lib.finetune import crop_flip_at, fine_tune, random_crop_flip, train_supervised
+from simclr_lib.models import Normalize, ProjectionHead, SimCLRModel, build_encoder
 
 
 
@@ -42,19 +40,26 @@ def _assert_bit_identical(module: nn.Module, before: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# extract_features: eval mode, nothing mutated, modes restored
+# features: eval mode, nothing mutated, modes restored
 # ---------------------------------------------------------------------------------------------------------------
-def test_extract_leaves_weights_and_bn_buffers_bit_identical_and_restores_modes():
+def test_features_leave_weights_and_bn_buffers_bit_identical_and_restore_modes():
     net, x = _bn_net(), _images()
     net.train()
     before = _snapshot(net)
-    extract_features(net, x, CIFAR10_MEAN, CIFAR10_STD, batch_size=7)
+    features(net, x, batch_size=7)
     _assert_bit_identical(net, before)  # weights, running_mean/var and num_batches_tracked
     assert all(m.training for m in net.modules())
     net[1].eval()  # a mixed-mode module (e.g. a frozen BN) gets exactly its own flags back
     flags = [m.training for m in net.modules()]
-    extract_features(net, x, CIFAR10_MEAN, CIFAR10_STD)
+    features(net, x)
     assert [m.training for m in net.modules()] == flags
+    model = SimCLRModel(net, ProjectionHead(8, out_dim=3), feat_dim=8).train()  # the same for h and z of a model
+    model.head.eval()
+    before, flags = _snapshot(model), [m.training for m in model.modules()]
+    for space in ("h", "z"):
+        features(model, x, space, batch_size=7)
+    _assert_bit_identical(model, before)
+    assert [m.training for m in model.modules()] == flags
 
 
 def test_the_buffer_check_catches_a_linear_evaluation_without_eval():
@@ -67,37 +72,45 @@ def test_the_buffer_check_catches_a_linear_evaluation_without_eval():
         _assert_bit_identical(net, before)
 
 
-def test_extract_equals_one_batch_eval_forward_and_applies_head():
+def test_features_equal_one_batch_eval_forward_and_z_applies_the_head():
     net, x = _bn_net(), _images(23)
     net.train()
     with torch.no_grad():  # warm the BN buffers so eval-mode statistics are not the identity
         net(torch.randn(64, 3, 8, 8) * 2 + 1)
+    encoder = nn.Sequential(Normalize(CIFAR10_MEAN, CIFAR10_STD), net)  # models normalise their own [0, 1] input
     mean, std = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         ref = net.eval()((x.float() / 255 - mean) / std)
     net.train()
-    feats = extract_features(net, x, CIFAR10_MEAN, CIFAR10_STD, batch_size=5)
+    feats = features(encoder, x, batch_size=5)
     assert feats.shape == (23, 8) and feats.dtype == torch.float32 and feats.device.type == "cpu"
     assert torch.allclose(feats, ref, atol=1e-6)
     head = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).train()
-    z = extract_features(net, x, CIFAR10_MEAN, CIFAR10_STD, head=head)
+    model = SimCLRModel(encoder, head, feat_dim=8)
+    assert torch.allclose(features(model, x, "h", batch_size=5), ref, atol=1e-6)  # h: the head is not applied
     with torch.no_grad():
-        assert torch.allclose(z, head.eval()(ref), atol=1e-5)
-    assert net.training
+        ref_z = head.eval()(ref)
+    head.train()
+    assert torch.allclose(features(model, x, "z"), ref_z, atol=1e-5)
+    assert net.training and head.training
 
 
-def test_extract_rejects_bad_input():
+def test_features_reject_bad_input():
     net = _bn_net()
     with pytest.raises(ValueError, match="uint8"):
-        extract_features(net, torch.rand(4, 3, 8, 8), CIFAR10_MEAN, CIFAR10_STD)
-    with pytest.raises(ValueError, match="3 values"):
-        extract_features(net, _images(4), (0.5, 0.5), CIFAR10_STD)
+        features(net, torch.rand(4, 3, 8, 8))
+    with pytest.raises(ValueError, match="empty"):
+        features(net, _images(0))
+    with pytest.raises(ValueError, match="space='w'"):
+        features(net, _images(4), "w")
+    with pytest.raises(ValueError, match="SimCLRModel"):  # z needs the model's head g
+        features(net, _images(4), "z")
 
     class Both(nn.Module):
         def forward(self, x):
             return x.mean((2, 3)), x.mean((2, 3))
-    with pytest.raises(ValueError, match="model.encoder"):
-        extract_features(Both(), _images(4), CIFAR10_MEAN, CIFAR10_STD)
+    with pytest.raises(ValueError, match="SimCLRModel or an encoder"):
+        features(Both(), _images(4))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -223,7 +236,7 @@ def test_random_encoder_features_of_cifar_beat_chance(cifar_pixels):
     encoder, dim = build_encoder("small", cifar_stem=True)
     before = _snapshot(encoder)
     labels = cifar_pixels[1].tolist() + cifar_pixels[3].tolist()
-    feats = extract_features(encoder.train(), images, CIFAR10_MEAN, CIFAR10_STD, batch_size=500)
+    feats = features(encoder.train(), images, batch_size=500)
     _assert_bit_identical(encoder, before)
     assert feats.shape == (3000, dim) and encoder.training
     labels = torch.tensor(labels)
@@ -280,26 +293,12 @@ def test_end_to_end_training_rejects_unlabelled_data(shapes):
         train_supervised(encoder, dim, unlabelled, test, epochs=1, device="cpu", progress=False)
 
 
-def test_evaluate_encoder_reports_probe_and_knn_without_touching_the_encoder(shapes):
-    train, test = shapes
-    encoder = _bn_net().train()
-    before = _snapshot(encoder)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = evaluate_encoder(encoder, train, test, CIFAR10_MEAN, CIFAR10_STD, knn_k=500)
-    _assert_bit_identical(encoder, before)
-    assert encoder.training
-    assert res["n_train"] == 192 and res["n_test"] == 64 and res["feat_dim"] == 8
-    for key in ("linear_top1", "linear_train_top1", "knn_top1"):
-        assert 0.0 <= res[key] <= 1.0
-
-
 def test_state_snapshot_sees_bn_buffers_change_in_train_mode_only():
     from simclr_lib.evaluate import changed_state, state_snapshot
 
     net = _bn_net()
     before = state_snapshot(net)
-    extract_features(net, _images(), CIFAR10_MEAN, CIFAR10_STD)
+    features(net, _images())
     assert changed_state(before, net) == []
     net.train()
     with torch.no_grad():
@@ -307,11 +306,3 @@ def test_state_snapshot_sees_bn_buffers_change_in_train_mode_only():
     assert changed_state(before, net) == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
     with pytest.raises(ValueError):
         changed_state({}, net)
-
-
-def test_results_table_is_markdown():
-    from simclr_lib.evaluate import results_table
-
-    t = results_table([dict(method="a", top1=0.51234), dict(method="b", top1=0.5, labels=10)],
-                      ["method", "labels", "top1"], digits=2)
-    assert t.splitlines() == ["| method | labels | top1 |", "|---|---|---|", "| a |  | 0.51 |", "| b | 10 | 0.50 |"]

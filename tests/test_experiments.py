@@ -23,11 +23,14 @@ def _cfg(tmp_path) -> SimCLRConfig:
 
 
 def test_data_is_shrunk_and_split(data):
+    from simclr_lib.data import load_dataset, resize
+
     assert data.pretrain.images.shape == (64, 3, 16, 16) and data.test.images.shape == (32, 3, 16, 16)
-    big = torch.arange(4 * 3 * 4 * 4, dtype=torch.float32).view(4, 3, 4, 4).round().to(torch.uint8)
-    from simclr_lib.data import ImageData
-    small = ex.shrink(ImageData(big, torch.zeros(4, dtype=torch.long), ["a"], "t"), 2).images
-    torch.testing.assert_close(small.float(), torch.nn.functional.avg_pool2d(big.float(), 2).round())
+    full = load_dataset("shapes", "train", subset=64, progress=False)  # 32 px
+    test = load_dataset("shapes", "test", subset=32, progress=False)
+    for part, ref in [(data.pretrain, full), (data.train, full), (data.test, test)]:  # the one resize (test_data.py)
+        assert torch.equal(part.images, resize(ref.images, (16, 16))) and torch.equal(part.labels, ref.labels)
+        assert part.name == f"{ref.name}@16px"
 
 
 def test_run_grid_rows_and_out_dirs(data, tmp_path):
@@ -43,14 +46,16 @@ def test_run_grid_rows_and_out_dirs(data, tmp_path):
     assert md.splitlines()[2].startswith("| 0.2 | crop+colour | ")
 
 
-def test_evaluate_run_probe_and_make_augment(data, tmp_path):
+def test_evaluate_run_probe_and_augment_from_config(data, tmp_path):
+    from simclr_lib.augment import OPS, SimCLRAugment
     from simclr_lib.models import build_model
 
     cfg = _cfg(tmp_path)
     out = ex.evaluate_run(build_model(cfg), cfg, data)
     assert set(out) == {"knn_h", "probe_h"}
-    assert ex.make_augment(cfg).ops == ex.OPS and not ex.make_augment(cfg).blur_on
-    aug = ex.make_augment(cfg, ("blur", "crop"))
+    full = SimCLRAugment.from_config(cfg)  # what run_one uses without ops (the config's own augmentation)
+    assert full.ops == OPS and not full.blur_on and full.size == 16
+    aug = SimCLRAugment.from_config(cfg, ("blur", "crop"))  # a grid's ops: blur exactly when listed
     assert aug.ops == ("crop", "blur") and aug.blur_on and aug.size == 16
 
 

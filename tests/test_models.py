@@ -4,10 +4,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+import torchvision.transforms.functional as TF
 
 from simclr_lib.config import ARCHS, SimCLRConfig
-from simclr_lib.models import (RESNET_FEAT_DIMS, SMALL_DEPTHS, SMALL_WIDTHS, ProjectionHead, SimCLRModel,
-                               SmallEncoder, build_encoder, build_model)
+from simclr_lib.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
+from simclr_lib.models import (RESNET_FEAT_DIMS, SMALL_DEPTHS, SMALL_WIDTHS, Normalize, ProjectionHead, ResNetEncoder,
+                               SimCLRModel, SmallEncoder, build_encoder, build_model)
 
 EXPECTED_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "small": SMALL_WIDTHS[-1]}
 
@@ -38,11 +40,19 @@ def test_every_arch_maps_images_to_feat_dim(arch):
 def test_resnet_without_stem_is_torchvisions_minus_fc(arch):
     ours, _ = build_encoder(arch, cifar_stem=False)
     ref = getattr(torchvision.models, arch)(weights=None)
+    assert isinstance(ours, ResNetEncoder)
     assert isinstance(ours.fc, nn.Identity) and isinstance(ours.maxpool, nn.MaxPool2d)
     ref_shapes = {k: v.shape for k, v in ref.state_dict().items() if not k.startswith("fc.")}
-    assert {k: v.shape for k, v in ours.state_dict().items()} == ref_shapes
+    stats = {"normalize.mean": (1, 3, 1, 1), "normalize.std": (1, 3, 1, 1)}  # buffers, not parameters
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {**ref_shapes, **stats}
     fc = ref.fc.weight.numel() + ref.fc.bias.numel()
     assert _n_params(ours) == _n_params(ref) - fc
+    # with torchvision's weights, ours is torchvision's network (minus fc) on the CIFAR-normalised input
+    ours.load_state_dict({k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")}, strict=False)
+    ref.fc = nn.Identity()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), ref.eval()(TF.normalize(x, CIFAR10_MEAN, CIFAR10_STD)))
 
 
 def test_cifar_stem_is_3x3_stride_1_without_maxpool():
@@ -89,8 +99,9 @@ def test_small_encoder_downsampling(cifar_stem, size, expected):
     assert any(isinstance(m, nn.MaxPool2d) for m in enc.modules()) == (not cifar_stem)
 
 
-def _naive_small(enc: SmallEncoder, x: torch.Tensor) -> torch.Tensor:
-    """The eval-mode small encoder written out with functional ops, one unit at a time."""
+def _naive_small(enc: SmallEncoder, x: torch.Tensor, mean=CIFAR10_MEAN, std=CIFAR10_STD) -> torch.Tensor:
+    """The eval-mode small encoder written out with functional ops, one unit at a time, after normalising."""
+    x = torch.stack([(x[:, c] - mean[c]) / std[c] for c in range(3)], 1)
     for unit in enc.features:
         if isinstance(unit, nn.MaxPool2d):
             x = F.max_pool2d(x, 3, 2, 1)
@@ -115,6 +126,37 @@ def test_small_encoder_matches_naive_reference(cifar_stem, size):
         assert torch.allclose(enc.eval()(x), _naive_small(enc, x), atol=1e-4, rtol=1e-4)
         cl = enc.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(cl, _naive_small(enc, x), atol=1e-4, rtol=1e-4)
+
+
+def test_small_encoder_normalises_with_its_data_sets_statistics():
+    torch.manual_seed(0)
+    enc, _ = build_encoder("small", dataset="stl10")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(enc.eval()(x), _naive_small(enc, x, IMAGENET_MEAN, IMAGENET_STD), atol=1e-4, rtol=1e-4)
+
+
+def test_normalize_matches_torchvision_and_travels_in_the_state_dict():
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    norm = Normalize(CIFAR10_MEAN, CIFAR10_STD)
+    torch.testing.assert_close(norm(x), TF.normalize(x, CIFAR10_MEAN, CIFAR10_STD))
+    assert set(norm.state_dict()) == {"mean", "std"} and not list(norm.parameters())
+    for arch, dataset, (mean, std) in [("small", "cifar10", (CIFAR10_MEAN, CIFAR10_STD)),
+                                       ("resnet18", "stl10", (IMAGENET_MEAN, IMAGENET_STD))]:
+        enc, _ = build_encoder(arch, dataset=dataset)
+        state = enc.state_dict()
+        assert state["normalize.mean"].flatten().tolist() == pytest.approx(mean)
+        assert state["normalize.std"].flatten().tolist() == pytest.approx(std)
+    with pytest.raises(ValueError, match="imagenet"):
+        build_encoder("small", dataset="imagenet")
+
+
+def test_normalize_rejects_uint8_images():
+    """Encoders take [0, 1] views: uint8 pixels (ImageData.images) would be normalised as 0..255 without a word
+    (what augment.normalize refused before the statistics moved into the model)."""
+    x = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="float"):
+        Normalize(CIFAR10_MEAN, CIFAR10_STD)(x)
 
 
 def test_small_encoder_rejects_bad_shapes():
@@ -190,3 +232,21 @@ def test_build_model_from_configs():
     assert [m.out_features for m in other.head.modules() if isinstance(m, nn.Linear)] == [64, 64, 16]
     resnet = build_model(SimCLRConfig(arch="resnet18", cifar_stem=False))
     assert resnet.feat_dim == RESNET_FEAT_DIMS["resnet18"] and resnet.encoder.conv1.kernel_size == (7, 7)
+    stl = build_model(SimCLRConfig.smoke(dataset="stl10"))  # the config's data set picks the input statistics
+    assert stl.encoder.normalize.mean.flatten().tolist() == pytest.approx(IMAGENET_MEAN)
+
+
+def test_a_checkpoint_from_before_the_encoders_normalised_still_loads(tmp_path):
+    """0.1 checkpoints hold no ``normalize`` buffers: they load, with the data set's statistics filled in."""
+    from simclr_lib.checkpoint import load_pretrained, save_checkpoint
+    from simclr_lib.config import SimCLRConfig
+    from simclr_lib.data import STATS
+    from simclr_lib.models import build_model
+
+    cfg = SimCLRConfig.smoke()
+    old = {k: v for k, v in build_model(cfg).state_dict().items() if "normalize" not in k}
+    config = dict(cfg.to_dict(), augment_backend="batched")  # a field 0.1 had
+    path = save_checkpoint(dict(model=old, config=config, epoch=1, step=4), tmp_path / "last.pt")
+    model, loaded = load_pretrained(path)
+    assert torch.equal(model.encoder.normalize.mean.flatten(), torch.tensor(STATS[cfg.dataset][0]))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in old.items()) and loaded.arch == cfg.arch

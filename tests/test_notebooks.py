@@ -65,3 +65,23 @@ def test_what_a_notebook_trains_runs_on_its_device(name):
         builds = "build_model(" in text or "deepcopy(" in text
         if c["cell_type"] == "code" and builds and any(t in text for t in TRAINS):
             assert "s.device" in text and ".cpu()" not in text, f"{name}: a cell trains off the notebook's device"
+
+
+ALIASES = {"nb": "notebook", "ex": "experiments"}  # how the notebooks import these modules
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_printed_library_code_is_public_and_says_where_it_is_taught(name):
+    """Every function a notebook shows with ``inspect.getsource`` is public API, and its docstring names the
+    notebook that teaches it (d2l's "Defined in section ...")."""
+    import importlib
+    import re
+
+    for c in _cells(name):
+        for target in re.findall(r"getsource\(([\w.]+)\)", c["text"]):
+            module, *attrs = target.split(".")
+            obj = importlib.import_module(f"simclr_lib.{ALIASES.get(module, module)}")
+            for attr in attrs:
+                assert not attr.startswith("_"), f"{name} prints the private {target}; make it public"
+                obj = getattr(obj, attr)
+            assert f"notebook {name[:2]}" in (obj.__doc__ or ""), f"{target}'s docstring must say 'notebook {name[:2]}'"

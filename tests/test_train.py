@@ -80,7 +80,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         pretrain(_cfg(tmp_path, knn_every=0, batch_size=32), resume=True)
 
 
-@pytest.mark.parametrize("kw", [dict(augment_backend="per_image"), dict(n_views=3), dict(optimizer="adamw"),
+@pytest.mark.parametrize("kw", [dict(n_views=3), dict(optimizer="adamw"),
                                 dict(optimizer="sgd", precision="bf16")])
 def test_variants_train(tmp_path, kw):
     res = pretrain(_cfg(tmp_path, knn_every=0, **kw))

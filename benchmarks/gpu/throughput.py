@@ -15,12 +15,13 @@ from typing import Callable, Optional
 
 import torch
 
-from simclr_lib.augment import CIFAR10_MEAN, CIFAR10_STD, SimCLRAugment, normalize
+from simclr_lib.augment import SimCLRAugment, make_views
 from simclr_lib.config import SimCLRConfig
 from simclr_lib.loss import nt_xent
 from simclr_lib.models import build_model
 from simclr_lib.optim import build_optimizer
-from simclr_lib.runtime import autocast_context
+from simclr_lib.runtime import make_grad_scaler
+from simclr_lib.train import train_step
 
 # name -> (channels_last, autocast dtype, torch.compile mode or None)
 VARIANTS: dict[str, tuple[bool, Optional[torch.dtype], Optional[str]]] = {
@@ -77,21 +78,15 @@ def make_step(arch: str, batch: int, variant: str, device: torch.device) -> tupl
     cfg, _, step_model, opt, aug, gen, images = _setup(arch, batch, variant, device)
     channels_last, dtype, _ = VARIANTS[variant]
 
+    scaler = make_grad_scaler(device, dtype)
+
     def augment(i: int) -> torch.Tensor:
-        """Two normalised views of the i-th batch (of 4 that cycle)."""
-        x = images[(i % 4) * batch:(i % 4 + 1) * batch]
-        views = normalize(aug.views(x, 2, generator=gen), CIFAR10_MEAN, CIFAR10_STD)
-        return views.contiguous(memory_format=torch.channels_last) if channels_last else views
+        """Two views of the i-th batch (of 4 that cycle), as the training loop makes them."""
+        return make_views(images[(i % 4) * batch:(i % 4 + 1) * batch], aug, 2, gen, channels_last)
 
     def train(views: torch.Tensor) -> torch.Tensor:
-        """Forward, NT-Xent, backward and LARS step; the loss, detached."""
-        with autocast_context(device, dtype):
-            _, z = step_model(views)
-        loss = nt_xent(z, cfg.temperature)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.detach()
+        """The library's training step: forward, NT-Xent, backward and LARS step; the loss, detached."""
+        return train_step(step_model, views, opt, scaler, cfg.temperature, 2, dtype)[0]
 
     return augment, train
 
