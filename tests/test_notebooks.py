@@ -85,3 +85,26 @@ def test_printed_library_code_is_public_and_says_where_it_is_taught(name):
                 assert not attr.startswith("_"), f"{name} prints the private {target}; make it public"
                 obj = getattr(obj, attr)
             assert f"notebook {name[:2]}" in (obj.__doc__ or ""), f"{target}'s docstring must say 'notebook {name[:2]}'"
+
+
+LOCAL_PATHS = ("/work/", "/home/", "/tmp/", "/root/", "site-packages", ".venv", "C:\\Users")
+MAX_STREAM_LINES = 40
+
+
+def _stream_text(output: dict) -> str:
+    text = "".join(output.get("text", []))
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))  # what a reader sees of a \r bar
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_stored_outputs_are_clean(name):
+    """Stored outputs carry no local paths, no warnings and no long progress streams (a reader's view)."""
+    for c in _cells(name):
+        for out in c.get("outputs", []):
+            text = _stream_text(out) if out.get("output_type") == "stream" else \
+                "".join(out.get("data", {}).get("text/plain", []))
+            assert not any(p in text for p in LOCAL_PATHS), f"{name}: a local path in a stored output: {text[:200]}"
+            assert "Warning" not in text, f"{name}: a warning in a stored output: {text[:200]}"
+            if out.get("output_type") == "stream":
+                assert text.count("\n") <= MAX_STREAM_LINES, f"{name}: a {text.count(chr(10))}-line output stream"
+            assert out.get("output_type") != "error", f"{name}: a stored error"
