@@ -8,3 +8,4 @@ __version__ = "0.2.0"
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 from .config import SimCLRConfig  # noqa: E402,F401
+from .pretrained import pretrained  # noqa: E402,F401  (the function shadows the module name)

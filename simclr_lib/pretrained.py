@@ -1,0 +1,266 @@
+"""Shipped checkpoints: ``simclr_lib.pretrained(name | path | URL)`` returns ``(model, config, info)``.
+
+A name is looked up in :data:`REGISTRY`; its file is either committed in this repository (``url`` relative to the
+repository root, e.g. ``weights/small-cifar10.pt``) or downloaded from an ``https://`` URL (Colab) into
+``<data dir>/pretrained``. Every registry entry carries the SHA-256 of its file: a file whose hash differs is
+refused, never loaded. Files over GitHub's comfortable size are committed as parts of at most 16 MiB
+(:func:`split_file`) and joined in the cache before the hash check.
+
+``simclr_lib.pretrained`` is the function; the module (``REGISTRY``, :func:`split_file`) is reached with
+``from simclr_lib.pretrained import REGISTRY`` or ``importlib.import_module("simclr_lib.pretrained")``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from .checkpoint import load_checkpoint, load_pretrained
+from .data import resolve_data_dir
+
+PathLike = Union[str, Path]
+REPO_ROOT = Path(__file__).resolve().parents[1]  # repository-relative registry URLs are resolved against it
+PART_BYTES = 16 * 2**20  # largest part a split checkpoint is committed in
+URL_SCHEMES = ("http://", "https://", "file://")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One shipped checkpoint.
+
+    Attributes:
+        url: An ``https://`` URL, or a path relative to the repository root for a file committed here. With
+            ``parts``: the folder (URL or repository path) that holds the parts, ending in the joined file's name.
+        sha256: SHA-256 (64 hex digits) of the whole checkpoint file (of the joined parts).
+        description: One line: architecture, data, epochs, what it reaches.
+        parts: File names, in order, of the <= 16 MiB parts (in ``url``'s folder) concatenated before loading.
+    """
+
+    url: str
+    sha256: str
+    description: str
+    parts: tuple[str, ...] = ()
+
+
+# Empty until the files exist: never an entry for a file that is not published. To come: the CPU encoder of
+# issue 11 (arch="small", committed under weights/) and the GPU ResNet-18 of issue 13 (split into parts).
+REGISTRY: dict[str, Entry] = {}
+
+
+def pretrained(source: PathLike, *, data_dir: Optional[PathLike] = None,
+               map_location: Union[str, torch.device] = "cpu", progress: bool = True,
+               sha256: Optional[str] = None) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """Load a shipped or published SimCLR checkpoint, rebuilt from its own config, in eval mode.
+
+    Args:
+        source: A :data:`REGISTRY` name; a local checkpoint file or run directory; or an ``http(s)://`` /
+            ``file://`` URL, optionally ending in ``#sha256=<hex>``.
+        data_dir: Data folder whose ``pretrained/`` sub-folder caches downloads (default: ``resolve_data_dir()``).
+        map_location: Device the model is put on.
+        progress: Show a progress bar while downloading.
+        sha256: Expected SHA-256 of a URL's or path's file (registry entries carry their own).
+
+    Returns:
+        ``(model, config, info)``: the ``SimCLRModel``, its ``SimCLRConfig``, and a dict with ``name``,
+        ``path``, ``sha256``, ``description``, ``epoch`` (epochs trained), ``history_length`` and ``version``.
+
+    Raises:
+        ValueError: Unknown name, malformed hash, or a file whose SHA-256 is not the expected one.
+        FileNotFoundError: A local path or repository file that is not there.
+        OSError: A download that failed (offline, HTTP error); nothing partial is left in the cache.
+    """
+    path, name, description, expected = _resolve(str(source), data_dir, progress, sha256)
+    actual = file_sha256(path)
+    if expected and actual != expected:
+        raise ValueError(f"{path} has sha256 {actual} but {expected} is expected: it is another or a damaged "
+                         f"file; replace it (git checkout, download again) or pass the matching sha256")
+    ckpt = load_checkpoint(path, map_location="cpu")
+    model, cfg = load_pretrained(path, map_location)
+    info = dict(name=name, path=str(path), sha256=actual, description=description, epoch=ckpt.get("epoch"),
+                history_length=len(ckpt.get("history") or []), version=ckpt.get("version"))
+    return model, cfg, info
+
+
+def _resolve(source: str, data_dir: Optional[PathLike], progress: bool,
+             sha256: Optional[str]) -> tuple[Path, str, str, Optional[str]]:
+    """``(local file, name, description, expected sha256)``: downloads and joins parts where needed."""
+    cache = resolve_data_dir(data_dir) / "pretrained"
+    if source.startswith(URL_SCHEMES):
+        url, fragment = urllib.parse.urldefrag(source)
+        expected = _check_hex(sha256 or _fragment_sha(fragment), source)
+        return fetch(url, cache / _url_file_name(url), expected, progress), source, "", expected
+    if source in REGISTRY:
+        entry = REGISTRY[source]
+        expected = _check_hex(entry.sha256, source)
+        return _entry_file(source, entry, expected, cache, progress), source, entry.description, expected
+    path = Path(source).expanduser()
+    if path.is_dir() and (path / "checkpoints" / "last.pt").is_file():
+        path = path / "checkpoints" / "last.pt"
+    if path.is_file():
+        return path, path.stem, "", _check_hex(sha256, source)
+    known = ", ".join(sorted(REGISTRY)) or "none yet, the registry is empty"
+    if "/" in source or os.sep in source or source.endswith((".pt", ".pth", ".ckpt")):
+        raise FileNotFoundError(f"no checkpoint at {path}; give an existing file, a run directory, a URL or a "
+                                f"registry name ({known})")
+    raise ValueError(f"unknown pretrained checkpoint {source!r} (known names: {known}); or pass a local path or "
+                     "an http(s) URL")
+
+
+def _entry_file(name: str, entry: Entry, expected: Optional[str], cache: Path, progress: bool) -> Path:
+    """The local file of a registry entry: the repository's own, or downloaded / joined into ``cache``."""
+    remote = entry.url.startswith(URL_SCHEMES)
+    if not entry.parts:
+        if remote:
+            return fetch(entry.url, cache / (name + (Path(entry.url).suffix or ".pt")), expected, progress)
+        path = REPO_ROOT / entry.url
+        if not path.is_file():
+            raise FileNotFoundError(f"{name}: {path} is not here (it ships with the git repository, not the pip "
+                                    "package); clone the repository, or pass a local path or a URL")
+        return path
+    dst = cache / (name + (Path(entry.url).suffix or ".pt"))
+    if dst.is_file():
+        return _verified(dst, expected, f"delete it to fetch {name} again")
+    parent = entry.url.rsplit("/", 1)[0] + "/" if "/" in entry.url else ""
+    sources = [parent + p if remote else str(REPO_ROOT / parent / p) for p in entry.parts]
+    return join_parts(sources, dst, expected, progress)
+
+
+def fetch(url: str, dst: Path, expected: Optional[str] = None, progress: bool = True) -> Path:
+    """Download ``url`` to ``dst`` atomically (temporary name, hash check, rename); reuse a cached ``dst``.
+
+    Args:
+        url: An ``http(s)://`` or ``file://`` URL.
+        dst: Cache file. When it exists it is reused (after the hash check when ``expected`` is given).
+        expected: SHA-256 of the file, or None to skip the check.
+        progress: Show a progress bar.
+
+    Returns:
+        ``dst``.
+
+    Raises:
+        ValueError: The cached or downloaded file has another SHA-256 (a download is then not kept).
+        OSError: The download failed; nothing is left in ``dst``'s folder.
+    """
+    if dst.is_file():
+        return _verified(dst, expected, "delete it to download it again")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".download")
+    os.close(fd)
+    try:
+        try:
+            torch.hub.download_url_to_file(url, tmp, hash_prefix=None, progress=progress)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise OSError(_download_error(url, e, dst)) from None
+        _verified(Path(tmp), expected, f"nothing was kept; download {url} again, or check the URL and the hash")
+        os.replace(tmp, dst)
+    finally:
+        _remove_partials(Path(tmp))
+    return dst
+
+
+def join_parts(sources: list[str], dst: Path, expected: Optional[str], progress: bool = True) -> Path:
+    """Concatenate the parts (local paths or URLs, in order) into ``dst``, atomically and hash-checked.
+
+    Downloaded parts are cached next to ``dst`` (an interrupted fetch keeps those it has) until the joined file is
+    in place, then removed.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    local = [fetch(s, dst.with_name(f"{dst.name}.part{i}"), None, progress) if s.startswith(URL_SCHEMES)
+             else Path(s) for i, s in enumerate(sources)]
+    missing = [str(p) for p in local if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"part {missing[0]} of {dst.name} is not here ({len(missing)} of {len(local)} "
+                                "missing); clone the repository with its weights/ folder, or pass a local path")
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".join")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in local:
+                with open(part, "rb") as f:
+                    while chunk := f.read(2**20):
+                        out.write(chunk)
+        _verified(Path(tmp), expected, f"the parts {', '.join(sources)} do not make the expected file; fetch "
+                                       "them again")
+        os.replace(tmp, dst)
+    finally:
+        _remove_partials(Path(tmp))
+    for s, p in zip(sources, local):
+        if s.startswith(URL_SCHEMES):
+            p.unlink(missing_ok=True)
+    return dst
+
+
+def split_file(path: PathLike, part_bytes: int = PART_BYTES) -> list[str]:
+    """Split a checkpoint into ``<name>.part0``, ``.part1``, ... next to it, for committing it in parts.
+
+    Returns:
+        The parts' file names, in order: an :class:`Entry`'s ``parts`` (with the whole file's ``sha256``).
+    """
+    path, names = Path(path), []
+    with open(path, "rb") as f:
+        while chunk := f.read(part_bytes):
+            names.append(f"{path.name}.part{len(names)}")
+            (path.parent / names[-1]).write_bytes(chunk)
+    return names
+
+
+def file_sha256(path: PathLike) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks, as 64 lower-case hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verified(path: Path, expected: Optional[str], fix: str) -> Path:
+    """``path`` if its SHA-256 is ``expected`` (or nothing is expected); else a one-line ValueError."""
+    if expected is not None:
+        actual = file_sha256(path)
+        if actual != expected:
+            raise ValueError(f"{path} has sha256 {actual} but {expected} is expected; {fix}")
+    return path
+
+
+def _check_hex(sha256: Optional[str], source: str) -> Optional[str]:
+    """A full SHA-256 in lower case, or None; anything else is a one-line error."""
+    if not sha256:
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise ValueError(f"sha256 {sha256!r} for {source} is not 64 hex digits; give the full SHA-256 "
+                         "(sha256sum FILE)")
+    return sha256.lower()
+
+
+def _fragment_sha(fragment: str) -> Optional[str]:
+    """The ``<hex>`` of a URL fragment ``sha256=<hex>``."""
+    return fragment[len("sha256="):] if fragment.startswith("sha256=") else None
+
+
+def _url_file_name(url: str) -> str:
+    """Cache name of a URL: its file name plus 8 hex digits of the URL's hash (two ``last.pt`` never clash)."""
+    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name or "checkpoint.pt"
+    tag = hashlib.sha256(url.encode()).hexdigest()[:8]
+    stem, suffix = (name.rsplit(".", 1)[0], "." + name.rsplit(".", 1)[1]) if "." in name else (name, "")
+    return f"{stem}-{tag}{suffix}"
+
+
+def _download_error(url: str, e: BaseException, dst: Path) -> str:
+    """One line: what failed, why (first line only), and where to put the file by hand."""
+    reason = getattr(e, "reason", None) if not isinstance(e, urllib.error.HTTPError) else None
+    text = (str(reason if reason is not None else e).strip().splitlines() or [type(e).__name__])[0][:200]
+    hint = "is the URL right?" if isinstance(e, urllib.error.HTTPError) else "you are offline?"
+    return f"cannot download {url} ({text}); {hint} put the file at {dst} or pass a local path"
+
+
+def _remove_partials(tmp: Path) -> None:
+    """Remove a temporary file and the ``<tmp>.<id>.partial`` that ``torch.hub`` writes beside it."""
+    for p in [tmp, *tmp.parent.glob(f"{tmp.name}.*.partial")]:
+        p.unlink(missing_ok=True)
