@@ -88,12 +88,14 @@ def _parser() -> argparse.ArgumentParser:
         if name == "embed":
             e.add_argument("--method", choices=["tsne", "pca"], default="tsne")
             e.add_argument("--projector", help="also export a TensorBoard projector log to this directory")
-    q = sub.add_parser("quickstart", help="offline pre-train + probe vs random init + t-SNE (~7 min on 2 CPU cores)")
+    q = sub.add_parser("quickstart", help="offline pre-train + probe vs random init + t-SNE, within --minutes (10)")
     q.add_argument("--out", default="runs/quickstart")
     q.add_argument("--data-dir")
     q.add_argument("--device", default="auto")
     q.add_argument("--dataset", choices=["cifar10", "shapes"], help="default: cifar10 if found, else shapes")
-    q.add_argument("--epochs", type=int, help="override the quick preset's epochs")
+    q.add_argument("--minutes", type=float, help="time budget of the whole run: the epochs (or a smaller subset) "
+                   "are planned from the step time measured on this machine (default 10; --smoke: none)")
+    q.add_argument("--epochs", type=int, help="train exactly this many epochs, with no time budget")
     q.add_argument("--seed", type=int, default=0, help="seed of the pre-training and of the random-init baseline")
     q.add_argument("--smoke", action="store_true", help="seconds-long version (tests)")
     q.add_argument("--overwrite", action="store_true", help="replace an earlier quickstart run in --out")
@@ -283,7 +285,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .quickstart import run_quickstart
 
             run_quickstart(args.out, args.data_dir, args.device, smoke=args.smoke, dataset=args.dataset,
-                           epochs=args.epochs, seed=args.seed, overwrite=args.overwrite)
+                           epochs=args.epochs, seed=args.seed, overwrite=args.overwrite, minutes=args.minutes)
             return 0
         run = {"pretrain": _pretrain, "linear-eval": _linear_eval, "knn": _knn, "embed": _embed}[args.command]
         result = run(args)
