@@ -89,7 +89,7 @@ class SimCLRConfig:
     warmup_epochs: float = 10.0  # linear warm-up length, then cosine decay to 0 (per step)
     # --- runtime -------------------------------------------------------------------------------------------
     device: str = "auto"  # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps"
-    precision: str = "auto"  # "auto": bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 on CPU and MPS
+    precision: str = "auto"  # "auto": bf16 where native (recent GPUs, AVX512-BF16/AMX CPUs), else fp16 on GPUs, fp32
     channels_last: bool = True  # NHWC memory format (faster convolutions on CUDA and on CPU)
     compile: bool = False  # torch.compile the model
     seed: int = 0  # seeds torch, numpy and the augmentation generator

@@ -33,22 +33,27 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` runs bf16 matrix maths natively: CUDA compute capability >= 8.0 (Ampere and newer).
+    """Whether ``device`` runs bf16 matrix maths natively: CUDA compute capability >= 8.0 (Ampere and newer), or a
+    CPU with AVX512-BF16 or AMX (oneDNN then runs bf16 convolutions and matmuls in hardware).
 
     ``torch.cuda.is_bf16_supported()`` alone also says True on older GPUs (e.g. Colab's sm_75 T4), where bf16 is
-    emulated and slow.
+    emulated and slow; CPUs without these instructions emulate it too.
     """
-    if device.type != "cuda":
-        return False
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    return torch.cuda.get_device_capability(index) >= (8, 0)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.cuda.get_device_capability(index) >= (8, 0)
+    if device.type == "cpu":
+        checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+        return any(check is not None and check() for check in checks)
+    return False
 
 
 def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dtype]:
     """The autocast dtype for ``precision`` on ``device`` (None means plain fp32).
 
-    ``"auto"``: bf16 on GPUs with native bf16 (compute capability >= 8.0), fp16 (with a GradScaler, see
-    :func:`make_grad_scaler`) on older GPUs, fp32 on CPU and MPS.
+    ``"auto"``: bf16 where it is native (:func:`native_bf16`: GPUs of compute capability >= 8.0, CPUs with
+    AVX512-BF16 or AMX), fp16 (with a GradScaler, see :func:`make_grad_scaler`) on older GPUs, fp32 on other CPUs
+    and on MPS. ``"fp32"`` is the switch back.
     """
     if precision == "fp32":
         return None
@@ -58,9 +63,9 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
         return torch.float16
     if precision != "auto":
         raise ValueError(f"precision={precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
-    if device.type == "cuda":
-        return torch.bfloat16 if native_bf16(device) else torch.float16
-    return None
+    if native_bf16(device):
+        return torch.bfloat16
+    return torch.float16 if device.type == "cuda" else None
 
 
 def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):

@@ -353,7 +353,9 @@ def _train(run: Run, callbacks: Sequence[Callable[[dict], Any]], last_good: Opti
         for epoch in range(run.start_epoch, run.cfg.epochs):
             record = train_epoch(run, epoch, bar, writer, last_good)
             last_good = _end_epoch(run, record, writer, last_good)
-            if any([cb(record) for cb in callbacks]):
+            if any([cb(record) for cb in callbacks]):  # stopped early: the checkpoint holds this epoch
+                if record["epoch"] % run.cfg.checkpoint_every and record["epoch"] != run.cfg.epochs:
+                    save_run(run, record["epoch"])
                 break
     finally:
         bar.close()

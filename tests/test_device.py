@@ -181,3 +181,22 @@ def test_mixed_precision_runs_train_and_fp16_resume_restores_the_scaler(tmp_path
     more = train.pretrain(cfg, resume=True)
     assert len(more.history) == 2 and torch.isfinite(torch.tensor([r["loss"] for r in more.history])).all()
     assert first.history[0] == more.history[0]
+
+
+# --- issue 11, item 1: native bf16 on CPUs that have it --------------------------------------------------------
+@pytest.mark.parametrize("avx512_bf16,amx,expected", [(True, False, torch.bfloat16), (False, True, torch.bfloat16),
+                                                      (False, False, None)])
+def test_auto_precision_on_a_cpu_follows_its_bf16_instructions(monkeypatch, avx512_bf16, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    cpu = torch.device("cpu")
+    assert runtime.resolve_precision("auto", cpu) is expected
+    assert runtime.resolve_precision("fp32", cpu) is None  # the switch back
+    assert not runtime.make_grad_scaler(cpu, runtime.resolve_precision("auto", cpu)).is_enabled()
+
+
+def test_auto_precision_without_the_cpu_probes_is_fp32(monkeypatch):
+    """An older torch without the capability probes: no native bf16 claimed."""
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert runtime.resolve_precision("auto", torch.device("cpu")) is None

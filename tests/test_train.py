@@ -91,3 +91,12 @@ def test_loss_decreases_over_a_few_epochs(tmp_path):
     res = pretrain(_cfg(tmp_path, epochs=4, knn_every=0, lr=0.5))
     losses = [r["loss"] for r in res.history]
     assert losses[-1] < losses[0]
+
+
+def test_a_callback_stop_leaves_the_stopped_epoch_in_the_checkpoint(tmp_path):
+    """A run stopped by a callback (e.g. the quickstart's deadline) saves the epoch it stopped at."""
+    cfg = _cfg(tmp_path, epochs=4, knn_every=0, checkpoint_every=10)
+    res = pretrain(cfg, callbacks=[lambda r: r["epoch"] == 2])
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 2 == len(res.history)
+    assert all(torch.equal(v, res.model.state_dict()[k]) for k, v in ckpt["model"].items())
