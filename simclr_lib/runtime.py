@@ -130,6 +130,13 @@ def atomic_torch_save(obj: Any, path: Union[str, Path]) -> Path:
     return Path(path)
 
 
+def atomic_write_bytes(data: bytes, path: Union[str, Path]) -> Path:
+    """Write bytes atomically (temporary file + rename), e.g. a figure rendered in memory."""
+    with _atomic_file(path, "wb") as f:
+        f.write(data)
+    return Path(path)
+
+
 def atomic_write_text(text: str, path: Union[str, Path]) -> Path:
     """Write text atomically (temporary file + rename)."""
     with _atomic_file(path, "w") as f:

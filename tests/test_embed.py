@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-from simclr_lib.data import make_shapes
 from simclr_lib.embed import export_projector, nearest_neighbours, pca, retrieval_precision, tsne
 
 N = 200
@@ -17,13 +16,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def data():
-    """200 labelled shapes images and features in which the class is visible (one-hot + noise)."""
-    d = make_shapes(N, size=16, seed=0)
-    g = torch.Generator().manual_seed(0)
-    feats = torch.nn.functional.one_hot(d.labels, 8).float() * 6 + torch.randn(N, 8, generator=g)
-    feats = torch.cat([feats, torch.randn(N, 56, generator=g)], dim=1)  # N x 64 (> pca_first)
-    return d, feats
+def data(shapes_features):
+    """200 labelled shapes images and 64-d features in which the class is visible (tests/conftest.py)."""
+    return shapes_features
 
 
 def test_pca_matches_svd_of_centred_features(data):

@@ -8,7 +8,6 @@ from matplotlib.image import AxesImage
 from PIL import Image
 
 from simclr_lib import plots
-from simclr_lib.data import make_shapes
 from simclr_lib.embed import nearest_neighbours, pca
 from simclr_lib.optim import epoch_stepped_cosine, warmup_cosine
 
@@ -18,12 +17,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def data():
-    """200 labelled shapes images and features in which the class is visible (one-hot + noise)."""
-    d = make_shapes(N, size=16, seed=0)
-    g = torch.Generator().manual_seed(0)
-    feats = torch.nn.functional.one_hot(d.labels, 8).float() * 6 + torch.randn(N, 8, generator=g)
-    return d, torch.cat([feats, torch.randn(N, 56, generator=g)], dim=1)  # N x 64
+def data(shapes_features):
+    """200 labelled shapes images and 64-d features in which the class is visible (tests/conftest.py)."""
+    return shapes_features
 
 
 def _png(path):

@@ -5,8 +5,6 @@ conversions, class colours and :func:`save_figure` (atomic, format by suffix).
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -14,6 +12,8 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from ..runtime import atomic_write_bytes
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
 Images = Union[torch.Tensor, np.ndarray]
@@ -118,20 +118,6 @@ def figure_format(path: Union[str, Path]) -> Optional[str]:
     return fmt if fmt in FigureCanvasBase.get_supported_filetypes() else None
 
 
-def _write_bytes_atomically(data: bytes, path: Path) -> None:
-    """Write ``data`` to a temporary file in ``path``'s folder, then rename it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_figure(fig: Figure, path: Union[str, Path], dpi: int = 120) -> Path:
     """Save ``fig`` (PNG, PDF, SVG, ... by suffix; none: PNG, appended), creating the folder; returns the path.
 
@@ -146,5 +132,5 @@ def save_figure(fig: Figure, path: Union[str, Path], dpi: int = 120) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_bytes_atomically(buf.getvalue(), path)
+    atomic_write_bytes(buf.getvalue(), path)
     return path
