@@ -41,6 +41,7 @@ def _pretrain_flags() -> dict[str, tuple[str, type, str]]:
 
 
 PRETRAIN_FLAGS = _pretrain_flags()  # flag -> (config field, type, help)
+PRESETS = {"default": SimCLRConfig, "smoke": SimCLRConfig.smoke, "quick": SimCLRConfig.quick, "cpu": SimCLRConfig.cpu}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         else:  # a value outside CHOICES is refused by SimCLRConfig.validate, naming the allowed ones
             choices = CHOICES.get(field)
             pre.add_argument(flag, type=typ, help=help_, metavar="{%s}" % ",".join(choices) if choices else None)
-    pre.add_argument("--preset", choices=["default", "smoke", "quick"], default="default",
-                     help="start from SimCLRConfig(), .smoke() or .quick(); flags override")
+    pre.add_argument("--preset", choices=list(PRESETS), default="default",
+                     help="start from SimCLRConfig(), .smoke(), .quick() or .cpu() (the shipped encoder's "
+                          "1.5-hour CPU run); flags override")
     pre.add_argument("--resume", action="store_true",
                      help="continue the run in --out with its own settings (config.json); only --epochs (to extend "
                           "it), --device and output options may be given")
@@ -147,7 +149,7 @@ def _pretrain(args) -> dict:
     if args.resume:
         cfg = _resume_config(args, given)
     else:
-        preset = {"default": SimCLRConfig, "smoke": SimCLRConfig.smoke, "quick": SimCLRConfig.quick}[args.preset]
+        preset = PRESETS[args.preset]
         if args.preset != "default" and given.get("dataset") == "folder":
             given.setdefault("subset", None)  # the preset's image count is for CIFAR-10; a folder uses all of its own
         cfg = preset(**given)

@@ -133,7 +133,8 @@ class ResNetEncoder(torchvision.models.ResNet):
 
 
 def build_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool = False,
-                  dataset: str = "cifar10") -> tuple[nn.Module, int]:
+                  dataset: str = "cifar10", small_width: int = SMALL_WIDTHS[0],
+                  small_depth: int = SMALL_DEPTHS[-1]) -> tuple[nn.Module, int]:
     """The encoder f by name and its feature dimension (the size of h).
 
     Args:
@@ -142,6 +143,9 @@ def build_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool =
         zero_init_residual: zero-initialised last BN scale of each residual block (ResNets; ``small`` has no
             residual blocks and ignores it).
         dataset: whose statistics (``data.STATS``) the encoder normalises its [0, 1] input with.
+        small_width: channels of the ``small`` encoder's first stage; each later stage doubles them (feat_dim is
+            8x small_width).
+        small_depth: conv-BN-ReLU units in each of the ``small`` encoder's last two stages.
 
     Returns:
         (encoder, feat_dim); the encoder maps (B, 3, H, W) to (B, feat_dim).
@@ -149,7 +153,9 @@ def build_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool =
     if dataset not in STATS:
         raise ValueError(f"dataset={dataset!r} has no input statistics; choose one of {', '.join(STATS)}")
     if arch == "small":
-        encoder = SmallEncoder(cifar_stem=cifar_stem, stats=STATS[dataset])
+        widths = tuple(small_width * 2 ** i for i in range(len(SMALL_WIDTHS)))  # 32, 64, 128, 256 by default
+        depths = SMALL_DEPTHS[:2] + (small_depth, small_depth)  # 1, 1, 2, 2 by default
+        encoder = SmallEncoder(widths, depths, cifar_stem=cifar_stem, stats=STATS[dataset])
         return encoder, encoder.feat_dim
     if arch not in RESNET_FEAT_DIMS:
         raise ValueError(f"arch={arch!r} is unknown; choose one of {', '.join(ARCHS)}")
@@ -231,10 +237,11 @@ class SimCLRModel(nn.Module):
 
 
 def build_model(cfg: SimCLRConfig) -> SimCLRModel:
-    """The SimCLR model of a config: ``cfg.arch`` / ``cfg.cifar_stem`` encoder and a ``cfg.proj_layers`` head
-    of width ``cfg.proj_hidden_dim`` (None: the encoder's) projecting to ``cfg.proj_out_dim`` (with a last BN if
-    ``cfg.proj_last_bn``)."""
-    encoder, feat_dim = build_encoder(cfg.arch, cfg.cifar_stem, cfg.zero_init_residual, cfg.dataset)
+    """The SimCLR model of a config: the ``cfg.arch`` encoder (``cifar_stem``; ``small_width``/``small_depth``
+    for ``small``) and a ``cfg.proj_layers`` head of width ``cfg.proj_hidden_dim`` (None: the encoder's)
+    projecting to ``cfg.proj_out_dim`` (with a last BN if ``cfg.proj_last_bn``)."""
+    encoder, feat_dim = build_encoder(cfg.arch, cfg.cifar_stem, cfg.zero_init_residual, cfg.dataset,
+                                      cfg.small_width, cfg.small_depth)
     head = ProjectionHead(feat_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, cfg.proj_layers,
                           last_bn=cfg.proj_last_bn)
     return SimCLRModel(encoder, head, feat_dim)

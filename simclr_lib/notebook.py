@@ -3,8 +3,10 @@
 One switch sets the scale: ``SIMCLR_SMOKE=1`` (CI: seconds; also yes/true/on, while 0/no/false/off/empty mean
 no), the default CPU-sized ``quick`` run, or ``full`` on a GPU (chosen automatically when CUDA is present, or
 forced with ``SIMCLR_MODE=full``; both variables are case-insensitive). Notebook 03 trains
-the series' model; notebooks 04-06 load its checkpoint, or train it themselves first ("skip training if a
-checkpoint exists"), so each notebook also runs alone.
+the series' model. In quick mode on CIFAR-10, notebooks 04-06 study the shipped CPU encoder
+(``simclr_lib.pretrained("small-cifar10")``, 1.5 hours of training on all 50,000 images) unless ``SIMCLR_OWN=1``;
+otherwise (and in smoke and full mode) they load notebook 03's checkpoint, or train it themselves first ("skip
+training if a checkpoint exists"), so each notebook also runs alone.
 """
 from __future__ import annotations
 
@@ -113,8 +115,9 @@ def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Op
     return s
 
 
-SERIES_QUICK = dict(epochs=15, temperature=0.5, lr=None)  # App. B.9's tau and the sqrt LR rule (lr 1.2), taught
-# in notebooks 02, 03 and 06; SimCLRConfig.quick() tunes both for the 10-minute quickstart (docs/results.md)
+SERIES_QUICK = dict(epochs=15, temperature=0.5, lr=None, min_scale=0.08)  # the paper's tau (App. B.9), sqrt LR
+# rule (lr 1.2) and crops, taught in notebooks 02, 03 and 06; SimCLRConfig.quick() tunes them for the CPU
+# (config.CPU_SWEPT, chosen on a validation split; docs/results.md)
 
 
 def series_config(s: Setup, **overrides: Any) -> SimCLRConfig:
@@ -130,8 +133,31 @@ def series_config(s: Setup, **overrides: Any) -> SimCLRConfig:
     return SimCLRConfig(**common, **full)
 
 
+SHIPPED = "small-cifar10"  # the shipped CPU encoder that notebooks 04-06 study in quick mode
+
+
+def use_shipped(s: Setup) -> bool:
+    """True when notebooks 04-06 study the shipped encoder: quick mode, CIFAR-10, and ``SIMCLR_OWN`` not set to
+    yes (``SIMCLR_OWN=1`` studies your own notebook-03 run instead)."""
+    value = os.environ.get("SIMCLR_OWN", "")
+    if value.strip().lower() not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError(f"SIMCLR_OWN={value!r} is not a yes/no value; use 1/yes to study your own notebook-03 "
+                         "run, 0/no (or leave it unset) for the shipped encoder")
+    return s.mode == "quick" and s.dataset == "cifar10" and value.strip().lower() not in TRUE_WORDS
+
+
+def shipped_history(name: str = SHIPPED) -> list[dict]:
+    """The per-epoch training history of a shipped encoder (its checkpoint carries it)."""
+    from .checkpoint import load_checkpoint
+    from .pretrained import pretrained as load_shipped
+
+    _, _, info = load_shipped(name, progress=False)
+    return load_checkpoint(info["path"])["history"]
+
+
 def pretrained(s: Setup, force: bool = False, **overrides: Any):
-    """The series' trained model: loaded from ``s.checkpoint`` when it exists, else trained now (notebook 03).
+    """The model notebooks 04-06 study: the shipped encoder where :func:`use_shipped` says so, else the series'
+    run, loaded from ``s.checkpoint`` when it exists or trained now (notebook 03).
 
     Returns:
         (model in eval mode on ``s.device``, its SimCLRConfig, its per-epoch history)
@@ -139,6 +165,13 @@ def pretrained(s: Setup, force: bool = False, **overrides: Any):
     from .checkpoint import load_checkpoint, load_pretrained
     from .train import pretrain
 
+    if not force and not overrides and use_shipped(s):
+        from .pretrained import pretrained as load_shipped
+
+        model, cfg, info = load_shipped(SHIPPED, map_location=s.device, progress=False)
+        print(f"the shipped encoder {SHIPPED} ({info['epoch']} epochs on all 50,000 CIFAR-10 training images; "
+              "SIMCLR_OWN=1 studies your own notebook-03 run instead)")
+        return model, cfg, load_checkpoint(info["path"])["history"]
     if not force and s.checkpoint.is_file():
         print(f"loading the series' model from {rel(s.checkpoint)}")
         try:

@@ -25,16 +25,16 @@ def test_presets():
 
 
 def test_series_quick_keeps_paper_temperature_and_lr_rule(tmp_path):
-    """Notebooks 02/03/06 teach tau = 0.5 and the sqrt LR rule; only the quickstart's preset tunes them."""
+    """Notebooks 02/03/06 teach tau = 0.5, the sqrt LR rule and the paper's crops; only the CPU presets tune them."""
     import torch
 
     from simclr_lib.notebook import Setup, series_config
 
     q = SimCLRConfig.quick()
-    assert (q.temperature, q.peak_lr()) == (0.2, 2.0)
+    assert (q.temperature, q.peak_lr(), q.min_scale) == (0.1, 2.0, 0.2)
     s = Setup("quick", torch.device("cpu"), None, "cifar10", tmp_path)
     c = series_config(s)
-    assert (c.temperature, c.epochs, c.arch, c.subset) == (0.5, 15, q.arch, q.subset)
+    assert (c.temperature, c.epochs, c.arch, c.subset, c.min_scale) == (0.5, 15, q.arch, q.subset, 0.08)
     assert c.peak_lr() == pytest.approx(0.075 * 256 ** 0.5)
     assert series_config(s, epochs=3).epochs == 3
 

@@ -1,0 +1,82 @@
+"""The recipe knobs of the CPU sweep (issue 11, item 3): greyscale probability, small-encoder width and depth, the
+``cpu`` preset of the shipped encoder, and the notebooks' switch between the shipped encoder and their own run."""
+import types
+
+import pytest
+import torch
+
+from simclr_lib import notebook as NB
+from simclr_lib import train
+from simclr_lib.augment import SimCLRAugment
+from simclr_lib.config import SimCLRConfig
+from simclr_lib.models import SmallEncoder, build_model
+
+
+def _grey(views: torch.Tensor) -> torch.Tensor:
+    """(N,) True where a view's three channels are equal (a greyscale view)."""
+    return (views[:, 0] == views[:, 1]).all(dim=(1, 2)) & (views[:, 1] == views[:, 2]).all(dim=(1, 2))
+
+
+@pytest.mark.parametrize("gray_p, expected", [(0.0, 0.0), (1.0, 1.0), (0.5, 0.5)])
+def test_gray_p_sets_the_share_of_greyscale_views(gray_p, expected):
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (400, 3, 32, 32), dtype=torch.uint8)
+    aug = SimCLRAugment.from_config(SimCLRConfig.smoke(dataset="cifar10", gray_p=gray_p))
+    assert aug.gray_p == gray_p
+    share = _grey(aug(images, generator=torch.Generator().manual_seed(0))).float().mean().item()
+    assert abs(share - expected) < 0.08
+
+
+def test_small_width_and_depth_shape_the_encoder():
+    model = build_model(SimCLRConfig.quick(small_width=48, small_depth=3))
+    enc = model.encoder
+    assert isinstance(enc, SmallEncoder) and model.feat_dim == enc.feat_dim == 384
+    convs = [m for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [48, 96, 192, 192, 192, 384, 384, 384]
+    h, z = model.eval()(torch.rand(2, 3, 32, 32))
+    assert h.shape == (2, 384) and z.shape == (2, 128)
+    default = build_model(SimCLRConfig.quick()).encoder  # the defaults are the 1.1 M-parameter encoder as before
+    assert [m.out_channels for m in default.modules() if isinstance(m, torch.nn.Conv2d)] == [32, 64, 128, 128, 256, 256]
+
+
+@pytest.mark.parametrize("field, value", [("gray_p", 1.5), ("gray_p", -0.1), ("small_width", 0), ("small_depth", 0)])
+def test_bad_recipe_values_are_refused_in_one_line(field, value):
+    with pytest.raises(ValueError, match=field):
+        SimCLRConfig(**{field: value})
+
+
+def test_cli_flags_and_the_cpu_preset_reach_the_config(monkeypatch):
+    from simclr_lib import __main__ as cli
+
+    seen = {}
+    monkeypatch.setattr(train, "pretrain", lambda cfg, **kw: seen.setdefault("cfg", cfg) and
+                        types.SimpleNamespace(metrics={}))
+    assert cli.main(["pretrain", "--preset", "cpu", "--gray-p", "0.1", "--small-width", "48", "--small-depth", "3",
+                     "--out", "unused"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.gray_p, cfg.small_width, cfg.small_depth) == (0.1, 48, 3)
+    assert (cfg.dataset, cfg.subset, cfg.arch) == ("cifar10", None, "small")  # all 50,000 training images
+    assert SimCLRConfig.cpu() == SimCLRConfig.from_dict(SimCLRConfig.cpu().to_dict())
+
+
+def test_old_configs_without_the_new_fields_load_with_the_paper_defaults():
+    d = SimCLRConfig.quick().to_dict()
+    for k in ("gray_p", "small_width", "small_depth"):
+        d.pop(k)
+    cfg = SimCLRConfig.from_dict(d)
+    assert (cfg.gray_p, cfg.small_width, cfg.small_depth) == (0.2, 32, 2)
+
+
+def test_notebooks_study_the_shipped_encoder_only_in_quick_mode_on_cifar10(monkeypatch, tmp_path):
+    def setup(mode, dataset="cifar10"):
+        return NB.Setup(mode, torch.device("cpu"), None, dataset, tmp_path)
+
+    monkeypatch.delenv("SIMCLR_OWN", raising=False)
+    assert NB.use_shipped(setup("quick"))
+    assert not NB.use_shipped(setup("quick", "shapes")) and not NB.use_shipped(setup("smoke"))
+    assert not NB.use_shipped(setup("full"))
+    monkeypatch.setenv("SIMCLR_OWN", "1")
+    assert not NB.use_shipped(setup("quick"))
+    monkeypatch.setenv("SIMCLR_OWN", "maybe")
+    with pytest.raises(ValueError, match="SIMCLR_OWN"):
+        NB.use_shipped(setup("quick"))
