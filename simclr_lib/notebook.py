@@ -146,13 +146,13 @@ def use_shipped(s: Setup) -> bool:
     return s.mode == "quick" and s.dataset == "cifar10" and value.strip().lower() not in TRUE_WORDS
 
 
-def shipped_history(name: str = SHIPPED) -> list[dict]:
-    """The per-epoch training history of a shipped encoder (its checkpoint carries it)."""
+def shipped_run(name: str = SHIPPED) -> tuple[SimCLRConfig, list[dict]]:
+    """The config and per-epoch training history of a shipped encoder (its checkpoint carries both)."""
     from .checkpoint import load_checkpoint
     from .pretrained import pretrained as load_shipped
 
-    _, _, info = load_shipped(name, progress=False)
-    return load_checkpoint(info["path"])["history"]
+    _, cfg, info = load_shipped(name, progress=False)
+    return cfg, load_checkpoint(info["path"])["history"]
 
 
 def pretrained(s: Setup, force: bool = False, **overrides: Any):

@@ -1,7 +1,8 @@
 """Shipped checkpoints: ``simclr_lib.pretrained(name | path | URL)`` returns ``(model, config, info)``.
 
 A name is looked up in :data:`REGISTRY`; its file is either committed in this repository (``url`` relative to the
-repository root, e.g. ``weights/small-cifar10.pt``) or downloaded from an ``https://`` URL (Colab) into
+repository root, e.g. ``weights/small-cifar10.pt``; read in place in a clone, downloaded from :data:`RAW_BASE`
+by a pip install without the repository, as on Colab) or downloaded from an ``https://`` URL (Colab) into
 ``<data dir>/pretrained``. Every registry entry carries the SHA-256 of its file: a file whose hash differs is
 refused, never loaded. Files over GitHub's comfortable size are committed as parts of at most 16 MiB
 (:func:`split_file`) and joined in the cache before the hash check.
@@ -25,9 +26,12 @@ import torch
 
 from .checkpoint import load_checkpoint, load_pretrained
 from .data import resolve_data_dir
+from .notebook import REPO_URL
 
 PathLike = Union[str, Path]
 REPO_ROOT = Path(__file__).resolve().parents[1]  # repository-relative registry URLs are resolved against it
+# where a repository file is downloaded from when this is a pip install without the repository (e.g. Colab)
+RAW_BASE = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/"
 PART_BYTES = 16 * 2**20  # largest part a split checkpoint is committed in
 URL_SCHEMES = ("http://", "https://", "file://")
 
@@ -121,10 +125,10 @@ def _entry_file(name: str, entry: Entry, expected: Optional[str], cache: Path, p
         if remote:
             return fetch(entry.url, cache / (name + (Path(entry.url).suffix or ".pt")), expected, progress)
         path = REPO_ROOT / entry.url
-        if not path.is_file():
-            raise FileNotFoundError(f"{name}: {path} is not here (it ships with the git repository, not the pip "
-                                    "package); clone the repository, or pass a local path or a URL")
-        return path
+        if path.is_file():
+            return path  # a clone: read in place
+        # a pip install (Colab): the same file from the repository, cached and hash-checked
+        return fetch(RAW_BASE + entry.url, cache / (name + (Path(entry.url).suffix or ".pt")), expected, progress)
     dst = cache / (name + (Path(entry.url).suffix or ".pt"))
     if dst.is_file():
         return _verified(dst, expected, f"delete it to fetch {name} again")

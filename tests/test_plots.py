@@ -123,6 +123,19 @@ def test_plot_history_panels():
         plots.plot_history([])
 
 
+def test_compare_runs_puts_each_run_on_its_cumulative_training_time():
+    short = [dict(r, seconds=10.0) for r in _history()]
+    long = [dict(r, seconds=60.0) for r in _history() * 3]
+    fig = plots.compare_runs({"short": short, "long": long})
+    loss_ax, knn_ax = fig.axes
+    assert [line.get_label() for line in loss_ax.lines] == ["short", "long"]
+    assert list(loss_ax.lines[0].get_xdata()) == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6])  # minutes
+    assert list(knn_ax.lines[0].get_ydata()) == pytest.approx([10.0, 20.0]) and loss_ax.get_xscale() == "log"
+    assert len(knn_ax.lines[1].get_xdata()) == 6 and knn_ax.lines[1].get_xdata()[-1] == pytest.approx(12.0)
+    with pytest.raises(ValueError):
+        plots.compare_runs({"empty": []})
+
+
 def test_plot_curves_schedules_trust_and_fractions():
     fig = plots.plot_curves({"lars": [3, 2, 1], "sgd": [3, 2.5, 2]}, logy=True)
     assert len(fig.axes[0].lines) == 2

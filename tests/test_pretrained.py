@@ -71,6 +71,28 @@ def test_registry_name_loads_with_its_hash(repo, ckpt, tmp_path):
     assert cache_files(tmp_path / "data") == []  # a committed file is read in place
 
 
+def test_a_pip_install_without_the_repository_downloads_the_committed_file(repo, ckpt, tmp_path, monkeypatch,
+                                                                          downloads):
+    """Colab installs the package with pip: weights/ is not there, so the same file comes from the repository."""
+    path, sha, state, _ = ckpt
+    PT.REGISTRY["tiny"] = PT.Entry("weights/tiny.pt", sha, "tiny")
+    served = tmp_path / "served"
+    shutil.copytree(repo, served)
+    shutil.rmtree(repo / "weights")
+    monkeypatch.setattr(PT, "RAW_BASE", f"file://{served}/")
+    model, _, info = simclr_lib.pretrained("tiny", data_dir=tmp_path / "data", progress=False)
+    assert same_weights(model, state) and info["path"] == str(tmp_path / "data" / "pretrained" / "tiny.pt")
+    assert downloads == [f"file://{served}/weights/tiny.pt"] and cache_files(tmp_path / "data") == ["tiny.pt"]
+    simclr_lib.pretrained("tiny", data_dir=tmp_path / "data", progress=False)
+    assert len(downloads) == 1  # cached
+
+
+def test_raw_base_is_the_repository_of_the_notebooks():
+    from simclr_lib.notebook import REPO_URL
+
+    assert PT.RAW_BASE == REPO_URL.replace("github.com", "raw.githubusercontent.com") + "/main/"
+
+
 def test_wrong_hash_is_refused_before_loading(repo, ckpt, tmp_path, monkeypatch):
     path, sha, _, _ = ckpt
     loads = []

@@ -15,7 +15,7 @@ from .core import (OP_NAMES, figure, figure_format, label, markdown_table, save_
                    to_numpy)
 from .embeddings import neighbour_grid, scatter_3d, scatter_by_class, side_by_side, thumbnail_scatter
 from .grids import grouped_bars, heatmap, line_plot, pivot
-from .training import (plot_curves, plot_history, plot_label_fractions, plot_schedules,
+from .training import (compare_runs, plot_curves, plot_history, plot_label_fractions, plot_schedules,
                        plot_trust_ratios)
 from .views import (histogram_lines, image_grid, mask_panels, positive_mask_matrix,
                     similarity_heatmap, softmax_vs_temperature, view_rows)
@@ -23,6 +23,7 @@ from .views import (histogram_lines, image_grid, mask_panels, positive_mask_matr
 __all__ = ["OP_NAMES", "figure", "figure_format", "label", "markdown_table", "save_figure", "to_hwc", "to_numpy",
            "neighbour_grid", "scatter_3d", "scatter_by_class", "side_by_side", "thumbnail_scatter",
            "grouped_bars", "heatmap", "line_plot", "pivot",
-           "plot_curves", "plot_history", "plot_label_fractions", "plot_schedules", "plot_trust_ratios",
+           "compare_runs", "plot_curves", "plot_history", "plot_label_fractions", "plot_schedules",
+           "plot_trust_ratios",
            "histogram_lines", "image_grid", "mask_panels", "positive_mask_matrix", "similarity_heatmap",
            "softmax_vs_temperature", "view_rows"]

@@ -40,6 +40,39 @@ def plot_history(history: Sequence[Mapping[str, float]], title: str = "") -> Fig
     return fig
 
 
+def compare_runs(runs: Mapping[str, Sequence[Mapping[str, float]]], title: str = "") -> Figure:
+    """Several pre-training runs against their cumulative training time (log scale, so a 4-minute run and a
+    1.5-hour run both show): NT-Xent loss and the kNN monitor (Sec. 2, B.9).
+
+    The losses of runs with different temperatures or batch sizes are not on one scale (the chance level is
+    log(2B - 1), and tau scales the logits); the kNN monitors of runs with different k or image counts neither.
+    Name the runs with their settings.
+
+    Shape:
+        runs: name -> E records with ``seconds``, ``loss`` and sometimes ``knn_top1`` (``PretrainResult.history``).
+    """
+    if not runs or not all(runs.values()):
+        raise ValueError("compare_runs needs at least one run, each with at least one epoch of history")
+    fig, axes = figure(1, 2, (12, 3.8), title=title or None)
+    for name, history in runs.items():
+        minutes, total = [], 0.0
+        for r in history:
+            total += r["seconds"]
+            minutes.append(total / 60)
+        axes[0].plot(minutes, [r["loss"] for r in history], ".-", label=name)
+        knn = [(m, 100 * r["knn_top1"]) for m, r in zip(minutes, history) if r.get("knn_top1") is not None]
+        if knn:
+            axes[1].plot(*zip(*knn), "s-", label=name)
+    axes[0].set(xlabel="training time (minutes, log scale)", ylabel="NT-Xent loss (epoch mean)", title="loss")
+    axes[1].set(xlabel="training time (minutes, log scale)", ylabel="top-1 %", title="kNN monitor (frozen h)",
+                ylim=(0, 100))
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return fig
+
+
 def plot_curves(curves: Mapping[str, Sequence[float]], xlabel: str = "step", ylabel: str = "loss",
                 title: str = "", logy: bool = False, x: Optional[Sequence[float]] = None,
                 ax: Optional[Axes] = None) -> Figure:
