@@ -8,7 +8,7 @@ import pytest
 from simclr_lib.notebook import REPO_URL
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-EXPECTED = ["01_augmentation_views", "02_infonce_similarity_matrix", "03_training_loop_lars",
+EXPECTED = ["00_why_simclr", "01_augmentation_views", "02_infonce_similarity_matrix", "03_training_loop_lars",
             "04_linear_evaluation", "05_tsne_embeddings", "06_experiments"]
 MAX_DEF_LINES = 15  # "no function or class longer than ~15 lines is defined in a cell"
 

@@ -10,11 +10,15 @@ are computed elsewhere (:mod:`simclr_lib.embed`, :mod:`simclr_lib.experiments`, 
 * :mod:`.training` -- notebooks 03-04: training history, curves, LR schedules, trust ratios, label fractions
 * :mod:`.embeddings` -- notebook 05: class-coloured maps, thumbnails, nearest-neighbour grids
 * :mod:`.grids` -- notebook 06: experiment grids as heatmaps, grouped bars and lines
+* :mod:`.pipeline` -- notebook 00: the paper's Fig. 2 pipeline, with the notebook that teaches each box
+* :mod:`.geometry` -- alignment and uniformity (Wang & Isola 2020): similarity histograms, the align/uniform plane
 """
 from .core import (OP_NAMES, figure, figure_format, label, markdown_table, save_figure, to_hwc,
                    to_numpy)
 from .embeddings import neighbour_grid, scatter_3d, scatter_by_class, side_by_side, thumbnail_scatter
+from .geometry import alignment_uniformity_scatter, similarity_histograms
 from .grids import grouped_bars, heatmap, line_plot, pivot
+from .pipeline import pipeline_diagram
 from .training import (compare_runs, plot_curves, plot_history, plot_label_fractions, plot_schedules,
                        plot_trust_ratios)
 from .views import (histogram_lines, image_grid, mask_panels, positive_mask_matrix,
@@ -22,6 +26,7 @@ from .views import (histogram_lines, image_grid, mask_panels, positive_mask_matr
 
 __all__ = ["OP_NAMES", "figure", "figure_format", "label", "markdown_table", "save_figure", "to_hwc", "to_numpy",
            "neighbour_grid", "scatter_3d", "scatter_by_class", "side_by_side", "thumbnail_scatter",
+           "alignment_uniformity_scatter", "similarity_histograms", "pipeline_diagram",
            "grouped_bars", "heatmap", "line_plot", "pivot",
            "compare_runs", "plot_curves", "plot_history", "plot_label_fractions", "plot_schedules",
            "plot_trust_ratios",
