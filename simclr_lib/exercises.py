@@ -5,9 +5,15 @@ hint when the answer is wrong, e.g.::
 
     from simclr_lib.exercises import check_nt_xent
     check_nt_xent(my_vectorised_loss)   # -> "correct: matches nt_xent on 6 random batches"
+
+In the student edition (``notebooks/student/``, made by :mod:`simclr_lib.student`) the reader's function is still a
+stub that raises ``NotImplementedError``; then a checker prints one line, "not done yet: ...", and returns
+``False`` instead of raising (:func:`reports_not_done`). A ``NotImplementedError`` from the library itself is not
+caught.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -18,6 +24,44 @@ from .evaluate import knn_predict
 from .loss import nt_xent
 from .optim import LARS
 
+NOT_DONE = "not done yet: {name} raises NotImplementedError; write it above and run this cell again"
+
+
+class _NotDone(Exception):
+    """The reader's function raised ``NotImplementedError`` (its student-edition stub); carries its name."""
+
+
+def _stub_aware(fn: Callable) -> Callable:
+    """``fn`` with its own ``NotImplementedError`` turned into :class:`_NotDone`, so that only the reader's
+    function, never the checker's or the library's code, can make a checker say "not done yet"."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NotImplementedError as e:
+            raise _NotDone(getattr(fn, "__name__", "your function")) from e
+    return call
+
+
+def reports_not_done(check: Callable[..., str]) -> Callable[..., str | bool]:
+    """Decorator for a checker ``check(fn, ...)``: when ``fn`` raises ``NotImplementedError``, print one line
+    (:data:`NOT_DONE`) and return ``False``, with no traceback; otherwise ``check`` behaves as before.
+
+    Args:
+        check: a checker whose first argument is the reader's function.
+
+    Returns:
+        The wrapped checker (same name and docstring).
+    """
+    @functools.wraps(check)
+    def run(fn: Callable, *args, **kwargs):
+        try:
+            return check(_stub_aware(fn), *args, **kwargs)
+        except _NotDone as e:
+            print(NOT_DONE.format(name=e.args[0]))
+            return False
+    return run
+
 
 def _batches(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
@@ -26,6 +70,7 @@ def _batches(seed: int = 0):
         yield torch.randn(v * n, d, generator=g), tau, v
 
 
+@reports_not_done
 def check_nt_xent(fn: Callable[[torch.Tensor, float], torch.Tensor], n_views: int = 2) -> str:
     """Exercise of notebook 02: ``fn(z, temperature)`` must equal :func:`~simclr_lib.loss.nt_xent` (2 views)."""
     count = 0
@@ -41,6 +86,7 @@ def check_nt_xent(fn: Callable[[torch.Tensor, float], torch.Tensor], n_views: in
     return f"correct: matches nt_xent on {count} random batches"
 
 
+@reports_not_done
 def check_grayscale(fn: Callable[[torch.Tensor], torch.Tensor]) -> str:
     """Exercise of notebook 01: ``fn(x)`` turns a (B,3,H,W) float batch into greyscale (B,1,H,W) or (B,3,H,W)."""
     x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -52,6 +98,7 @@ def check_grayscale(fn: Callable[[torch.Tensor], torch.Tensor]) -> str:
     return "correct: matches rgb_to_grayscale"
 
 
+@reports_not_done
 def check_lars_trust_ratio(fn: Callable[[torch.Tensor, torch.Tensor, float, float], torch.Tensor]) -> str:
     """Exercise of notebook 03: ``fn(w, g, weight_decay, eta)`` returns the LARS update direction trust * (g + wd w)
     for one weight matrix (trust = eta ||w|| / ||g + wd w||, 1 when a norm is 0)."""
@@ -70,6 +117,7 @@ def check_lars_trust_ratio(fn: Callable[[torch.Tensor, torch.Tensor, float, floa
     return "correct: matches simclr_lib.optim.LARS on 3 weight matrices (including zero norms)"
 
 
+@reports_not_done
 def check_knn(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]) -> str:
     """Exercise of notebook 04: ``fn(train_x, train_y, test_x, k)`` returns majority-vote cosine-kNN classes."""
     g = torch.Generator().manual_seed(3)
@@ -85,6 +133,7 @@ def check_knn(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torc
     return "correct: agrees with knn_predict(weighted=False) for k = 1, 5, 15"
 
 
+@reports_not_done
 def check_nearest_neighbours(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> str:
     """Exercise of notebook 05: ``fn(query_idx, features, k)`` returns, for each query row, the indices of its ``k``
     most cosine-similar rows of ``features``, the query itself excluded, most similar first. Shape: (Q, k)."""
@@ -102,6 +151,7 @@ def check_nearest_neighbours(fn: Callable[[torch.Tensor, torch.Tensor, int], tor
     return "correct: matches simclr_lib.embed.nearest_neighbours on 3 random sets"
 
 
+@reports_not_done
 def check_pair_matrix(fn: Callable[[list, list, str], "object"]) -> str:
     """Exercise of notebook 06: ``fn(rows, ops, value)`` lays runs on single ops and on pairs of ops out as Fig. 5's
     table: (i, i) op i alone, (i, j) = (j, i) ops i and j, plus a last column with each row's mean."""
