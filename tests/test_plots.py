@@ -136,6 +136,24 @@ def test_compare_runs_puts_each_run_on_its_cumulative_training_time():
         plots.compare_runs({"empty": []})
 
 
+def test_histogram_overlay_puts_both_views_of_an_image_in_one_panel():
+    h = torch.rand(4, 3 * 8)
+    fig = plots.histogram_overlay({"image A": [h[0], h[1]], "image B": [h[2], h[3]]}, 8)
+    assert len(fig.axes) == 2 and all(len(ax.lines) == 6 for ax in fig.axes)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["R, crop 1", "G, crop 1", "B, crop 1", "R, crop 2", "G, crop 2", "B, crop 2"]
+    assert list(fig.axes[1].lines[3].get_ydata()) == pytest.approx(h[3, :8].tolist())
+
+
+def test_confusion_matrix_is_row_normalised():
+    fig = plots.confusion_matrix([0, 0, 1, 1, 2, 2, 2, 2], [0, 1, 1, 1, 2, 2, 2, 0], ["a", "b", "c"])
+    pct = fig.axes[0].images[0].get_array()
+    assert pct[0].tolist() == [50, 50, 0] and pct[1].tolist() == [0, 100, 0] and pct[2].tolist() == [25, 0, 75]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="class indices"):
+        plots.confusion_matrix([0, 3], [0, 1], ["a", "b", "c"])
+
+
 def test_plot_curves_schedules_trust_and_fractions():
     fig = plots.plot_curves({"lars": [3, 2, 1], "sgd": [3, 2.5, 2]}, logy=True)
     assert len(fig.axes[0].lines) == 2

@@ -19,16 +19,16 @@ from .embeddings import neighbour_grid, scatter_3d, scatter_by_class, side_by_si
 from .geometry import alignment_uniformity_scatter, similarity_histograms
 from .grids import grouped_bars, heatmap, line_plot, pivot
 from .pipeline import pipeline_diagram
-from .training import (compare_runs, plot_curves, plot_history, plot_label_fractions, plot_schedules,
-                       plot_trust_ratios)
-from .views import (histogram_lines, image_grid, mask_panels, positive_mask_matrix,
+from .training import (compare_runs, confusion_matrix, plot_curves, plot_history, plot_label_fractions,
+                       plot_schedules, plot_trust_ratios)
+from .views import (histogram_lines, histogram_overlay, image_grid, mask_panels, positive_mask_matrix,
                     similarity_heatmap, softmax_vs_temperature, view_rows)
 
 __all__ = ["OP_NAMES", "figure", "figure_format", "label", "markdown_table", "save_figure", "to_hwc", "to_numpy",
            "neighbour_grid", "scatter_3d", "scatter_by_class", "side_by_side", "thumbnail_scatter",
            "alignment_uniformity_scatter", "similarity_histograms", "pipeline_diagram",
            "grouped_bars", "heatmap", "line_plot", "pivot",
-           "compare_runs", "plot_curves", "plot_history", "plot_label_fractions", "plot_schedules",
+           "compare_runs", "confusion_matrix", "plot_curves", "plot_history", "plot_label_fractions", "plot_schedules",
            "plot_trust_ratios",
-           "histogram_lines", "image_grid", "mask_panels", "positive_mask_matrix", "similarity_heatmap",
+           "histogram_lines", "histogram_overlay", "image_grid", "mask_panels", "positive_mask_matrix", "similarity_heatmap",
            "softmax_vs_temperature", "view_rows"]

@@ -73,6 +73,34 @@ def compare_runs(runs: Mapping[str, Sequence[Mapping[str, float]]], title: str =
     return fig
 
 
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str], title: str = "",
+                     ax: Optional[Axes] = None) -> Figure:
+    """Row-normalised confusion matrix (% of each true class predicted as each class), annotated.
+
+    Shape:
+        y_true, y_pred: (N,) class indices in 0..len(classes)-1.
+    """
+    import numpy as np
+
+    t, p = np.asarray(y_true, dtype=np.int64).ravel(), np.asarray(y_pred, dtype=np.int64).ravel()
+    k = len(classes)
+    if t.shape != p.shape or t.size == 0 or min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= k:
+        raise ValueError(f"y_true and y_pred must be equally long, non-empty class indices below {k}")
+    counts = np.zeros((k, k))
+    np.add.at(counts, (t, p), 1)
+    pct = 100 * counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig, ax = figure(size=(6.5, 5.5), ax=ax)
+    im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{pct[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if pct[i, j] > 50 else "black")
+    ax.set_xticks(range(k), classes, rotation=45, ha="right"), ax.set_yticks(range(k), classes)
+    ax.set(xlabel="predicted", ylabel="true class", title=title or "confusion matrix (% of each true class)")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
 def plot_curves(curves: Mapping[str, Sequence[float]], xlabel: str = "step", ylabel: str = "loss",
                 title: str = "", logy: bool = False, x: Optional[Sequence[float]] = None,
                 ax: Optional[Axes] = None) -> Figure:

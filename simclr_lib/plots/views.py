@@ -148,6 +148,28 @@ def softmax_vs_temperature(similarities: Images, temperatures: Sequence[float], 
     return fig
 
 
+def histogram_overlay(panels: Mapping[str, Sequence[Images]], bins: int, names: Sequence[str] = ("crop 1", "crop 2"),
+                      size: float = 3.6) -> Figure:
+    """The colour histograms of two (or more) views of one image overlaid in one panel: R/G/B colours, one line
+    style per view, a legend; one panel per image (Fig. 6 of the paper).
+
+    Shape: each panel's value: V histograms of (3 * bins,) from ``shortcut.color_histogram``.
+    """
+    styles = ("-", "--", ":", "-.")
+    fig, axes = figure(1, len(panels), (size * len(panels), size * 0.8), squeeze=False, sharey=True)
+    centres = (np.arange(bins) + 0.5) / bins
+    for ax, (title, hists) in zip(axes[0], panels.items()):
+        for v, h in enumerate(hists):
+            h = to_numpy(h).reshape(3, bins)
+            for c, (colour, channel) in enumerate(zip(("tab:red", "tab:green", "tab:blue"), "RGB")):
+                ax.plot(centres, h[c], color=colour, linestyle=styles[v % len(styles)], marker=".",
+                        label=f"{channel}, {names[v] if v < len(names) else f'view {v + 1}'}")
+        ax.set_title(title, fontsize=9), ax.set_xlabel("intensity")
+        ax.legend(fontsize=6, ncol=2)
+    axes[0, 0].set_ylabel("fraction of pixels")
+    return fig
+
+
 def histogram_lines(hists: Mapping[str, Images], bins: int, size: float = 3.0) -> Figure:
     """Per-channel colour histograms (from ``shortcut.color_histogram``), one panel per entry, R/G/B lines.
 
