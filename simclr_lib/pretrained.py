@@ -54,9 +54,13 @@ class Entry:
     parts: tuple[str, ...] = ()
 
 
-# Empty until the files exist: never an entry for a file that is not published. To come: the CPU encoder of
-# issue 11 (arch="small", committed under weights/) and the GPU ResNet-18 of issue 13 (split into parts).
-REGISTRY: dict[str, Entry] = {}
+# Never an entry for a file that is not published. To come: the GPU ResNet-18 of issue 13 (split into parts).
+REGISTRY: dict[str, Entry] = {
+    "small-cifar10": Entry(
+        "weights/small-cifar10.pt", "1a492aca5bef0922ad8be695601e79542a6441e1bea1e2bce48a453fbf82b575",
+        ("small encoder (1.1 M parameters), SimCLRConfig.cpu(): 120 epochs on all 50,000 CIFAR-10 training"
+         " images, 1.5 h on a 2-core CPU; linear probe 75.5 % (random init 41.8 %), kNN 71.0 %")),
+}
 
 
 def pretrained(source: PathLike, *, data_dir: Optional[PathLike] = None,

@@ -210,3 +210,18 @@ def test_shipped_entries_are_well_formed():
         folder = (PT.REPO_ROOT / entry.url).parent
         for part in entry.parts:
             assert not (folder / part).is_file() or (folder / part).stat().st_size <= PT.PART_BYTES, part
+
+
+def test_the_shipped_cpu_encoder_is_the_documented_run_and_loads_hash_checked():
+    """weights/small-cifar10.pt: the registry entry, its sha256 file, its metrics and `--preset cpu` agree."""
+    import json
+
+    entry = PT.REGISTRY["small-cifar10"]
+    weights = PT.REPO_ROOT / entry.url
+    metrics = json.loads(weights.with_name("small-cifar10.metrics.json").read_text())
+    assert weights.stat().st_size <= 10 * 2**20 and metrics["sha256"] == entry.sha256 == PT.file_sha256(weights)
+    assert weights.with_name("small-cifar10.sha256").read_text().split()[0] == entry.sha256
+    model, cfg, info = simclr_lib.pretrained("small-cifar10", progress=False)
+    assert cfg.to_dict() == SimCLRConfig.cpu(progress=False).to_dict()  # python -m simclr_lib pretrain --preset cpu
+    assert info["epoch"] == cfg.epochs == len(metrics["history"]) and not model.training
+    assert metrics["trained"]["probe_top1"] > metrics["random_init"]["probe_top1"]
