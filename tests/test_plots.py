@@ -129,6 +129,7 @@ def test_compare_runs_puts_each_run_on_its_cumulative_training_time():
     fig = plots.compare_runs({"short": short, "long": long})
     loss_ax, knn_ax = fig.axes
     assert [line.get_label() for line in loss_ax.lines] == ["short", "long"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["short", "long"]  # one legend, below
     assert list(loss_ax.lines[0].get_xdata()) == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6])  # minutes
     assert list(knn_ax.lines[0].get_ydata()) == pytest.approx([10.0, 20.0]) and loss_ax.get_xscale() == "log"
     assert len(knn_ax.lines[1].get_xdata()) == 6 and knn_ax.lines[1].get_xdata()[-1] == pytest.approx(12.0)

@@ -69,7 +69,7 @@ def compare_runs(runs: Mapping[str, Sequence[Mapping[str, float]]], title: str =
     for ax in axes:
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=1, fontsize="small")
     return fig
 
 

@@ -76,9 +76,9 @@ def positive_mask_matrix(n: int, n_views: int = 2) -> np.ndarray:
 
 
 def similarity_heatmap(sim: Images, n_views: int = 2, self_mask: bool = True, positive_mask: bool = True,
-                       title: str = "cosine similarity", size: float = 6.0) -> Figure:
+                       title: str = "cosine similarity", size: float = 6.0, ax: Optional[Axes] = None) -> Figure:
     """The similarity matrix as a heatmap, with the self-mask (diagonal, grey) and the positives (lime outline
-    squares) overlaid, and lines between the view blocks.
+    squares) overlaid, and lines between the view blocks; drawn into ``ax`` when given (side by side panels).
 
     Shape: sim (M, M) with M = n_views * N, view-major.
     """
@@ -86,7 +86,7 @@ def similarity_heatmap(sim: Images, n_views: int = 2, self_mask: bool = True, po
     m = s.shape[0]
     if s.ndim != 2 or s.shape[1] != m or m % n_views:
         raise ValueError(f"need a square (M, M) matrix with M a multiple of n_views={n_views}, got {s.shape}")
-    fig, ax = figure(size=(size + 1.2, size))
+    fig, ax = figure(size=(size + 1.2, size), ax=ax)
     im = ax.imshow(s, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.8, label="sim(z_i, z_k)")
     n = m // n_views
