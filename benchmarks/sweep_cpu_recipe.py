@@ -22,7 +22,6 @@ import json
 import math
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -63,7 +62,7 @@ def run(name: str, seed: int, pool: ImageData, probe_train: ImageData, val: Imag
     """Pre-train one variant for ``args.images`` images seen and score it."""
     change = dict(VARIANTS[name])
     subset = change.pop("subset", args.subset or None)  # --subset 0: all 45,000
-    data = pool if subset is None else _first(pool, subset)
+    data = pool if subset is None else pool.subset(subset)
     epochs = max(1, round(args.images / len(data)))
     cfg = SimCLRConfig.quick(seed=seed, device="cpu", progress=False, tensorboard=False, knn_every=0,
                              epochs=epochs, warmup_epochs=10_000 / len(data), checkpoint_every=epochs,
@@ -75,11 +74,6 @@ def run(name: str, seed: int, pool: ImageData, probe_train: ImageData, val: Imag
     return dict(name=name, seed=seed, change=VARIANTS[name], epochs=epochs, images=len(data), val_probe=probe,
                 val_knn=knn, final_loss=res.history[-1]["loss"], train_seconds=seconds,
                 views_per_s=statistics.median(r["views_per_s"] for r in res.history))
-
-
-def _first(data: ImageData, n: int) -> ImageData:
-    """The first ``n`` images (and labels) of ``data``."""
-    return replace(data, images=data.images[:n], labels=data.labels[:n], name=f"{data.name}[:{n}]")
 
 
 def random_init(name: str, probe_train: ImageData, val: ImageData) -> tuple[float, float]:
@@ -101,7 +95,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     train = load_dataset("cifar10", "train", progress=False)
     pool, val = validation_split(train, fraction=0.1, seed=0)
-    probe_train = _first(pool, 10_000)
+    probe_train = pool.subset(10_000)
     print(f"pool {len(pool)}, validation {len(val)}, probe on {len(probe_train)}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads", flush=True)
     path = out / "results.json"
