@@ -17,6 +17,7 @@ import functools
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from .augment import rgb_to_grayscale
 from .embed import nearest_neighbours
@@ -70,20 +71,74 @@ def _batches(seed: int = 0):
         yield torch.randn(v * n, d, generator=g), tau, v
 
 
+def _nt_xent_near_misses(z: torch.Tensor, tau: float) -> dict[str, torch.Tensor]:
+    """The two-view losses learners write by mistake, each with the hint that fixes it.
+
+    Shape: z (2N, D) -> {hint: scalar loss}.
+    """
+    m, n = len(z), len(z) // 2
+    zn = F.normalize(z, dim=1)
+    full = zn @ zn.T / tau  # 2N x 2N, the diagonal kept
+    masked = full.masked_fill(torch.eye(m, dtype=torch.bool), float("-inf"))
+    rows = torch.arange(m)
+    return {"the self-similarity (always 1 / tau) is still in the softmax: set the diagonal to -inf before the "
+            "cross-entropy (the self-mask, k != i in Eq. 1)": F.cross_entropy(full, (rows + n) % m),
+            "the positive of row i sits in the wrong column: the views are stacked view-major (torch.cat(views)), "
+            "so row i's positive is column (i + N) mod 2N, not a neighbouring row": F.cross_entropy(masked, rows ^ 1),
+            "the positive of row i sits in the wrong column: it is (i + N) mod 2N, the same image's other view, "
+            "not column i + 1": F.cross_entropy(masked, (rows + 1) % m)}
+
+
 @reports_not_done
 def check_nt_xent(fn: Callable[[torch.Tensor, float], torch.Tensor], n_views: int = 2) -> str:
-    """Exercise of notebook 02: ``fn(z, temperature)`` must equal :func:`~simclr_lib.loss.nt_xent` (2 views)."""
+    """Exercise of notebook 02: ``fn(z, temperature)`` must equal :func:`~simclr_lib.loss.nt_xent` (2 views); a
+    loss without the self-mask, or with the positive in the wrong column, gets its own hint."""
     count = 0
     for z, tau, v in _batches():
-        if v != n_views:
+        if v != n_views or len(z) < 4:
             continue
         got, want = fn(z.clone(), tau), nt_xent(z, tau, v)
         assert torch.is_tensor(got) and got.numel() == 1, "return a scalar tensor (the mean over all 2N anchors)"
-        assert torch.allclose(got.float().reshape(()), want, atol=1e-5), (
-            f"N={len(z) // v}, tau={tau}: got {got.item():.6f}, want {want.item():.6f}; check the self-mask "
-            "(set the diagonal to -inf), the positive of row i (i+N mod 2N) and the division by tau")
+        got = got.detach().float().reshape(())
+        if not torch.allclose(got, want, atol=1e-5):
+            for hint, miss in _nt_xent_near_misses(z, tau).items():
+                assert not torch.allclose(got, miss, atol=1e-5), hint
+            raise AssertionError(f"N={len(z) // v}, tau={tau}: got {got.item():.6f}, want {want.item():.6f}; check "
+                                 "the self-mask (diagonal -inf), the positive of row i ((i + N) mod 2N) and the "
+                                 "division by tau")
         count += 1
     return f"correct: matches nt_xent on {count} random batches"
+
+
+@reports_not_done
+def check_logits_labels(fn: Callable[[torch.Tensor, float], tuple]) -> str:
+    """Exercise of notebook 02: ``fn(z, temperature)`` returns the seed code's (logits, labels) for two views: row i
+    holds sim(z_i, z_(i+N) mod 2N) / tau in column 0, then its 2N - 2 negatives / tau (any order); every label is 0.
+    Its cross-entropy is NT-Xent."""
+    count = 0
+    for z, tau, v in _batches():
+        if v != 2:
+            continue
+        m, n = len(z), len(z) // 2
+        logits, labels = fn(z.clone(), tau)
+        assert tuple(logits.shape) == (m, m - 1), (
+            f"logits must be (2N, 2N - 1) = {(m, m - 1)}: per anchor its positive, then its 2N - 2 negatives "
+            f"(no self-similarity), got {tuple(logits.shape)}")
+        labels = torch.as_tensor(labels).reshape(-1)
+        assert labels.shape == (m,) and bool((labels == 0).all()), "every label is 0: the positive sits in column 0"
+        zn = F.normalize(z, dim=1)
+        sim = zn @ zn.T / tau  # 2N x 2N
+        pos = (torch.arange(m) + n) % m
+        assert torch.allclose(logits[:, 0].float(), sim[torch.arange(m), pos], atol=1e-5), (
+            "column 0 must hold the positive, sim(z_i, z_(i+N) mod 2N) / tau: view-major rows i and i + N are one image")
+        keep = ~torch.eye(m, dtype=torch.bool)
+        keep[torch.arange(m), pos] = False
+        want = sim[keep].view(m, m - 2).sort(dim=1).values
+        assert torch.allclose(logits[:, 1:].float().sort(dim=1).values, want, atol=1e-5), (
+            "columns 1 .. 2N - 2 must be the anchor's negatives / tau: every other view except itself and its positive")
+        assert torch.allclose(F.cross_entropy(logits.float(), labels.long()), nt_xent(z, tau), atol=1e-5)
+        count += 1
+    return f"correct: the cross-entropy of your logits and all-zero labels equals nt_xent on {count} random batches"
 
 
 @reports_not_done
@@ -119,17 +174,30 @@ def check_lars_trust_ratio(fn: Callable[[torch.Tensor, torch.Tensor, float, floa
 
 @reports_not_done
 def check_knn(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]) -> str:
-    """Exercise of notebook 04: ``fn(train_x, train_y, test_x, k)`` returns majority-vote cosine-kNN classes."""
+    """Exercise of notebook 04: ``fn(train_x, train_y, test_x, k)`` returns majority-vote cosine-kNN classes.
+
+    The rows have very different lengths (as real features do), so a Euclidean kNN disagrees with the cosine one
+    and is named as such.
+    """
     g = torch.Generator().manual_seed(3)
     centres = torch.randn(4, 16, generator=g) * 3
     train_y, test_y = torch.randint(0, 4, (200,), generator=g), torch.randint(0, 4, (50,), generator=g)
-    train_x = centres[train_y] + torch.randn(200, 16, generator=g)
-    test_x = centres[test_y] + torch.randn(50, 16, generator=g)
+    scale = lambda n: torch.empty(n, 1).uniform_(0.2, 5.0, generator=g)  # noqa: E731  row lengths vary 25-fold
+    train_x = (centres[train_y] + torch.randn(200, 16, generator=g)) * scale(200)
+    test_x = (centres[test_y] + torch.randn(50, 16, generator=g)) * scale(50)
     for k in (1, 5, 15):
         want = knn_predict(train_x, train_y, test_x, k=k, weighted=False)
         got = torch.as_tensor(fn(train_x, train_y, test_x, k)).reshape(-1).cpu()
+        assert got.shape == want.shape, f"return one class per test row: shape {tuple(want.shape)}"
         agree = (got == want).float().mean().item()
-        assert agree > 0.97, f"k={k}: only {agree:.0%} of predictions agree; use cosine similarity (normalise rows)"
+        if agree <= 0.97:
+            euclid = train_y[torch.cdist(test_x, train_x).topk(k, largest=False).indices]  # M x k
+            euclid = torch.nn.functional.one_hot(euclid, 4).sum(1).argmax(1)
+            assert (got == euclid).float().mean().item() < 0.97, (
+                f"k={k}: that is a Euclidean kNN; use cosine similarity (normalise the rows, then a matrix "
+                "product), which ignores the length of a feature vector")
+            raise AssertionError(f"k={k}: only {agree:.0%} of predictions agree; use cosine similarity "
+                                 "(normalise rows), k most similar, one vote each")
     return "correct: agrees with knn_predict(weighted=False) for k = 1, 5, 15"
 
 
@@ -152,20 +220,26 @@ def check_nearest_neighbours(fn: Callable[[torch.Tensor, torch.Tensor, int], tor
 
 
 @reports_not_done
-def check_pair_matrix(fn: Callable[[list, list, str], "object"]) -> str:
-    """Exercise of notebook 06: ``fn(rows, ops, value)`` lays runs on single ops and on pairs of ops out as Fig. 5's
-    table: (i, i) op i alone, (i, j) = (j, i) ops i and j, plus a last column with each row's mean."""
-    import numpy as np
+def check_negative_weights(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> str:
+    """Exercise of notebook 06: ``fn(pos, neg, tau)`` returns how strongly one anchor's NT-Xent term pushes each
+    negative away: tau * d loss / d s_k = softmax([pos, neg] / tau)_k for every negative k (Sec. 5.1).
 
-    from .experiments import augmentation_pairs, pair_matrix
-
+    Checked against autograd on ``-log softmax(s / tau)[0]``; a softmax over the negatives alone (the positive left
+    out of the denominator) and a forgotten 1 / tau get their own hint.
+    """
     g = torch.Generator().manual_seed(6)
-    for ops in (["crop", "jitter", "grayscale"], ["crop", "jitter", "grayscale", "blur", "flip"]):
-        pairs = augmentation_pairs(ops)
-        order = torch.randperm(len(pairs), generator=g).tolist()  # rows in any order
-        rows = [dict(ops=pairs[i], top1=float(torch.rand((), generator=g)) * 100) for i in order]
-        want, got = pair_matrix(rows, ops, "top1"), np.asarray(fn(rows, list(ops), "top1"), dtype=float)
-        assert got.shape == want.shape, f"shape (k, k + 1) = {want.shape} expected, got {got.shape}"
-        assert np.allclose(got[:, :-1], want[:, :-1]), "cells differ: singles on the diagonal, pairs at (i, j) and (j, i)"
-        assert np.allclose(got[:, -1], want[:, -1]), "last column: the mean of each row's k cells"
-    return "correct: matches simclr_lib.experiments.pair_matrix for 3 and 5 ops"
+    for tau in (0.1, 0.5, 1.0):
+        for k in (5, 63):
+            s = (torch.rand(k + 1, generator=g) * 2 - 1).requires_grad_()  # cosine similarities: positive first
+            (grad,) = torch.autograd.grad(-torch.log_softmax(s / tau, 0)[0], s)
+            want, sd = tau * grad[1:], s.detach()
+            got = torch.as_tensor(fn(sd[0].clone(), sd[1:].clone(), tau), dtype=torch.float32).reshape(-1)
+            assert got.shape == want.shape, f"return one weight per negative: shape {tuple(want.shape)}, got {tuple(got.shape)}"
+            if not torch.allclose(got, want, atol=1e-5):
+                if torch.allclose(got, torch.softmax(sd[1:] / tau, 0), atol=1e-5):
+                    raise AssertionError("the positive is missing: the softmax runs over [positive, negatives], "
+                                         "then keep the negatives' entries")
+                if torch.allclose(got, torch.softmax(sd, 0)[1:], atol=1e-5) and tau != 1.0:
+                    raise AssertionError("divide the similarities by tau before the softmax")
+                raise AssertionError(f"tau={tau}, {k} negatives: weights differ from softmax([pos, neg] / tau)[1:]")
+    return "correct: matches autograd of one anchor's NT-Xent term for tau = 0.1, 0.5, 1 and 5 or 63 negatives"

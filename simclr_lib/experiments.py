@@ -1,66 +1,134 @@
-"""Small-scale versions of the paper's findings: grids of short pre-training runs, each probed on frozen features.
+"""The paper's controlled experiments, small: settings changed one at a time from one base configuration, each
+pre-trained with two or more seeds and scored on a validation split carved from the training images.
 
-One experiment is :func:`run_grid` over a few settings (batch size x epochs, Fig. 9; temperature, Table 5 / B.9;
-colour strength, Table 1; pairs of augmentations, Fig. 5; the projection head, Sec. 4.2 / Fig. 8): every setting
-is a short :func:`~simclr_lib.train.pretrain` run on a small subset, then a kNN classifier and a linear probe on
-frozen encoder features h (and, if asked, on z = g(h)). Each row records the setting, the accuracies and the
-seconds it took, so a notebook can show a table (:func:`simclr_lib.plots.markdown_table`) or a figure
-(:func:`simclr_lib.plots.heatmap`, :func:`~simclr_lib.plots.grouped_bars`, :func:`~simclr_lib.plots.line_plot`).
+Taught in notebook 06. An experiment is a set of named settings (:data:`EFFECTS`: the augmentation composition and
+the colour strength, Fig. 5 / Table 1; the temperature, Table 5 / App. B.9; the batch size, Fig. 9). Every run is
+scored on both h and z = g(h) (Sec. 4.2). :func:`run_settings` pre-trains each setting with each seed
+(:func:`~simclr_lib.train.pretrain`), then fits a linear probe and a cosine kNN classifier on labelled training
+images and scores them on the validation split (:func:`evaluate_run`): the test set is never touched, so naming a
+setting "best" is an honest choice. :func:`summarize` gives the mean and the spread over seeds,
+:func:`effect` the size of a difference and whether the seeds separate it, and
+:func:`simclr_lib.plots.effect_bars` draws them beside the random-init line. ``benchmarks/sweep_experiments.py``
+runs the same settings at the longer :data:`SCALES` ``"long"`` and writes the JSON that notebook 06 plots beside
+its own quick run.
 """
 from __future__ import annotations
 
-import itertools
+import json
+import math
+import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
-import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from .augment import SimCLRAugment
 from .config import SimCLRConfig
-from .data import ImageData, load_dataset, resize
+from .data import ImageData, load_dataset, validation_split
 from .evaluate import features, knn_accuracy, linear_probe
-from .plots import label as _label  # how a setting is written in run-folder names
+from .models import build_model
+from .plots import label as _label  # how a value is written in run-folder names
 from .train import pretrain
 
 Evaluate = Callable[[Any, SimCLRConfig, "ExperimentData"], dict]
+
+# Each experiment: setting name -> changes from the base config ("ops": the augmentation ops of both views; a
+# batch size without an "lr" scales the base peak LR by the paper's square-root rule, App. B.1).
+LONG_SWEEP = "docs/sweeps/experiments_long.json"  # benchmarks/sweep_experiments.py at SCALES["long"], committed
+EFFECTS: dict[str, dict[str, dict[str, Any]]] = {
+    "augmentation": {  # Fig. 5 (single ops vs the crop + colour pair) and Table 1 (colour strength s)
+        "crop + flip": dict(ops=("crop", "flip")),
+        "colour": dict(ops=("jitter", "grayscale")),
+        "crop + colour, s = 0.5": dict(color_strength=0.5),
+        "crop + colour, s = 1": dict(color_strength=1.0),
+    },
+    "temperature": {"τ = 0.1": dict(temperature=0.1), "τ = 0.5": dict(temperature=0.5),
+                    "τ = 1": dict(temperature=1.0)},  # Table 5, App. B.9
+    "batch size": {"128": dict(batch_size=128), "256": dict(batch_size=256), "512": dict(batch_size=512)},  # Fig. 9
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big one experiment run is: images, epochs, encoder, seeds (one row of :data:`SCALES`)."""
+
+    n_pretrain: int  # pre-training images, from the training part of the split
+    n_train: int  # labelled training images the probe and the kNN classifier are fitted on
+    epochs: int
+    arch: str = "small"
+    batch_size: int = 256
+    seeds: tuple[int, ...] = (0, 1)
+    subset: Optional[int] = None  # training images loaded before the split (None: all)
+
+
+SCALES: dict[str, Scale] = {
+    "smoke": Scale(n_pretrain=512, n_train=256, epochs=1, batch_size=64, subset=640),  # 512: the largest batch
+    "quick": Scale(n_pretrain=10_000, n_train=10_000, epochs=6),  # ~1 min per run on 2 CPU cores
+    "long": Scale(n_pretrain=10_000, n_train=10_000, epochs=30),  # benchmarks/sweep_experiments.py
+    "full": Scale(n_pretrain=45_000, n_train=45_000, epochs=10, arch="resnet18", batch_size=512),  # one GPU
+}
 
 
 @dataclass
 class ExperimentData:
     pretrain: ImageData  # images for pre-training (labels unused)
     train: ImageData  # labelled images the probe / kNN classifier is fitted on
-    test: ImageData  # labelled images it is scored on
+    val: ImageData  # labelled validation images they are scored on (held out of the training images)
 
 
-def load_experiment_data(dataset: str, data_dir: Optional[str], n_pretrain: int, n_train: int, n_test: int,
-                         image_size: Optional[int] = None) -> ExperimentData:
-    """The first ``n_pretrain`` / ``n_train`` train images and the first ``n_test`` test images, at ``image_size``."""
-    train = load_dataset(dataset, "train", data_dir, subset=max(n_pretrain, n_train), progress=False)
-    test = load_dataset(dataset, "test", data_dir, subset=n_test, progress=False)
-    if image_size is not None:  # smaller images for the quick experiments
-        train, test = (replace(d, images=resize(d.images, (image_size, image_size)), name=f"{d.name}@{image_size}px")
-                       for d in (train, test))
-    return ExperimentData(train.subset(n_pretrain), train.subset(n_train), test)
+def load_experiment_data(dataset: str, data_dir: Optional[str], scale: Scale, val_fraction: float = 0.1,
+                         split_seed: int = 0) -> ExperimentData:
+    """A class-balanced, seeded validation split of the training images (``data.validation_split``); the
+    first ``scale.n_pretrain`` / ``scale.n_train`` images of the rest pre-train / fit the classifiers."""
+    train = load_dataset(dataset, "train", data_dir, subset=scale.subset, progress=False)
+    pool, val = validation_split(train, fraction=val_fraction, seed=split_seed)
+    return ExperimentData(pool.subset(scale.n_pretrain), pool.subset(scale.n_train), val)
 
 
-def evaluate_run(model: Any, cfg: SimCLRConfig, data: ExperimentData, spaces: Sequence[str] = ("h",),
-                 probe: bool = True, knn_k: int = 20, **probe_kwargs: Any) -> dict:
-    """kNN (cosine, k = ``knn_k``) and linear-probe top-1 (in %) on frozen features h or z = g(h) (Sec. 4.2);
-    ``probe_kwargs`` go to :func:`~simclr_lib.evaluate.linear_probe` (e.g. ``tol=1e-3`` for a faster fit).
+def experiment_config(scale: Scale, **overrides: Any) -> SimCLRConfig:
+    """The base configuration every setting changes: the quick preset (``SimCLRConfig.quick``, chosen on a
+    validation split) at this scale, without monitoring, TensorBoard or a progress bar per run."""
+    base = dict(subset=None, arch=scale.arch, batch_size=scale.batch_size, epochs=scale.epochs,
+                warmup_epochs=min(1, scale.epochs), knn_every=0, checkpoint_every=scale.epochs, progress=False,
+                tensorboard=False)
+    return SimCLRConfig.quick(**{**base, **overrides})
 
-    Shape: returns ``{"knn_h": float, "probe_h": float, ...}`` for each of ``spaces``.
+
+def evaluate_run(model: Any, cfg: SimCLRConfig, data: ExperimentData, spaces: Sequence[str] = ("h", "z"),
+                 knn_k: int = 200, C: float = 1.0) -> dict:
+    """kNN (cosine, k = ``knn_k``) and linear-probe (fixed ``C``) top-1 in % on the validation split, for the
+    frozen features h and z = g(h) (Sec. 4.2) of ``model``.
+
+    Shape: returns ``{"knn_h": float, "probe_h": float, "knn_z": ..., "probe_z": ...}`` for each of ``spaces``.
     """
-    feats = {space: [features(model, d.images, space) for d in (data.train, data.test)] for space in spaces}
     out = {}
     for space in spaces:
-        (tr, te), ytr, yte = feats[space], data.train.labels, data.test.labels
-        out[f"knn_{space}"] = 100 * knn_accuracy(tr, ytr, te, yte, k=min(knn_k, len(tr)))
-        if probe:
-            out[f"probe_{space}"] = 100 * linear_probe(tr, ytr, te, yte, **probe_kwargs)["top1"]
+        tr, va = (features(model, d.images, space) for d in (data.train, data.val))
+        out[f"knn_{space}"] = 100 * knn_accuracy(tr, data.train.labels, va, data.val.labels, k=min(knn_k, len(tr)))
+        out[f"probe_{space}"] = 100 * linear_probe(tr, data.train.labels, va, data.val.labels, C=C)["top1"]
     return out
+
+
+def setting_config(base: SimCLRConfig, changes: Mapping[str, Any]) -> tuple[SimCLRConfig, Optional[tuple]]:
+    """The config of one setting and its augmentation ops (None: the config's own). A new batch size without a
+    new ``lr`` scales the base peak LR by sqrt(B / B_base) (App. B.1's square-root rule)."""
+    changes = dict(changes)
+    ops = changes.pop("ops", None)
+    if "batch_size" in changes and "lr" not in changes:
+        changes["lr"] = base.peak_lr() * math.sqrt(changes["batch_size"] / base.batch_size)
+    return base.replace(**changes), (tuple(ops) if ops is not None else None)
+
+
+def run_name(base: SimCLRConfig, cfg: SimCLRConfig, ops: Optional[tuple]) -> str:
+    """``field=value_..._seedK`` for the fields where ``cfg`` differs from ``base`` ("base" if none): two settings
+    with the same effective config (e.g. the base's own temperature) share one run."""
+    ref, mine = base.to_dict(), cfg.to_dict()
+    diff = [f"{k}={_label(v)}" for k, v in sorted(mine.items()) if k not in ("seed", "out_dir") and ref[k] != v]
+    diff += [f"ops={_label(ops)}"] if ops is not None else []
+    return "_".join(diff or ["base"]) + f"_seed{cfg.seed}"
 
 
 def run_one(cfg: SimCLRConfig, data: ExperimentData, ops: Optional[Sequence[str]] = None,
@@ -68,48 +136,85 @@ def run_one(cfg: SimCLRConfig, data: ExperimentData, ops: Optional[Sequence[str]
     """One pre-training run (with only ``ops`` if given) and its evaluation; seconds include both."""
     t0 = time.perf_counter()
     res = pretrain(cfg, data=data.pretrain, augment=None if ops is None else SimCLRAugment.from_config(cfg, ops),
-                   overwrite=True)  # a grid's run is recomputed, never resumed: it replaces its own folder
+                   overwrite=True)  # an experiment's run is recomputed, never resumed: it replaces its own folder
     t1 = time.perf_counter()
     scores = evaluate(res.model, cfg, data)
     return dict(loss=res.history[-1]["loss"], steps=res.history[-1]["step"], **scores,
                 train_seconds=t1 - t0, seconds=time.perf_counter() - t0)
 
 
-def run_grid(base_cfg: SimCLRConfig, grid: dict[str, Sequence[Any]], data: ExperimentData,
-             evaluate: Evaluate = evaluate_run, progress: bool = True) -> list[dict]:
-    """One run per combination of ``grid`` values (config fields, plus ``"ops"`` for the augmentation ops).
+def run_settings(base: SimCLRConfig, settings: Mapping[str, Mapping[str, Any]], data: ExperimentData,
+                 seeds: Sequence[int] = (0, 1), evaluate: Evaluate = evaluate_run, cache: Optional[dict] = None,
+                 progress: bool = True) -> list[dict]:
+    """Pre-train and score every setting with every seed. Taught in notebook 06.
 
-    Taught in notebook 06.
+    Each run writes to ``<base.out_dir>/<run_name>``. ``cache`` (a dict kept across calls) maps run names to their
+    results, so a setting equal to one already run (the base config appears in every experiment) is not rerun.
 
-    Each run writes to ``<base_cfg.out_dir>/<key=value_...>``. Returns one row per run: the setting, the scores of
-    ``evaluate``, the final loss, the optimiser steps and the seconds.
+    Returns:
+        one row per (setting, seed): ``setting``, ``seed``, ``run``, the scores of ``evaluate``, the final
+        ``loss``, the optimiser ``steps`` and the ``seconds``.
     """
-    keys, rows = list(grid), []
-    combos = list(itertools.product(*grid.values()))
-    for values in tqdm(combos, desc="runs", disable=not progress, leave=False):
-        setting = dict(zip(keys, values))
-        changes = {k: v for k, v in setting.items() if k != "ops"}
-        name = "_".join(f"{k}={_label(v)}" for k, v in setting.items())
-        ops = tuple(setting["ops"]) if "ops" in setting else None
-        cfg = base_cfg.replace(**changes, out_dir=str(Path(base_cfg.out_dir) / name),
-                               extra=dict(base_cfg.extra, **({"ops": list(ops)} if ops is not None else {})))
-        rows.append(dict(setting, **run_one(cfg, data, ops, evaluate)))
+    cache = {} if cache is None else cache
+    rows, jobs = [], [(name, seed) for name in settings for seed in seeds]
+    for name, seed in tqdm(jobs, desc="runs", disable=not progress, leave=False):
+        cfg, ops = setting_config(base.replace(seed=seed), settings[name])
+        key = run_name(base, cfg, ops)
+        if key not in cache:
+            cache[key] = run_one(cfg.replace(out_dir=str(Path(base.out_dir) / key)), data, ops, evaluate)
+        rows.append(dict(setting=name, seed=seed, run=key, **cache[key]))
     return rows
 
 
-def augmentation_pairs(ops: Sequence[str]) -> list[tuple[str, ...]]:
-    """Every single op and every unordered pair of ``ops`` (Fig. 5's diagonal and off-diagonal cells)."""
-    return [(op,) for op in ops] + [tuple(p) for p in itertools.combinations(ops, 2)]
+def random_init(base: SimCLRConfig, data: ExperimentData, seeds: Sequence[int] = (0, 1),
+                evaluate: Evaluate = evaluate_run) -> list[dict]:
+    """The same encoder never trained, one row per seed of its initialisation: every experiment's floor."""
+    rows = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        rows.append(dict(setting="random init", seed=seed, **evaluate(build_model(base), base, data)))
+    return rows
 
 
-def pair_matrix(rows: Sequence[dict], ops: Sequence[str], value: str) -> np.ndarray:
-    """Fig. 5's table: cell (i, j) = ``value`` of the run with ops i and j (i == j: op i alone), symmetric, with a
-    last column holding each row's mean over its cells. Shape: -> (len(ops), len(ops) + 1)."""
-    k = len(ops)
-    m = np.full((k, k + 1), np.nan)
+def summarize(rows: Sequence[Mapping[str, Any]], value: str) -> list[dict]:
+    """Mean, lowest and highest ``value`` over the seeds of each setting, in the order settings first appear.
+
+    Shape: returns one ``{"setting", "mean", "lo", "hi", "values"}`` dict per setting.
+    """
+    groups: dict[str, list[float]] = {}
     for r in rows:
-        idx = [ops.index(op) for op in r["ops"]]
-        i, j = (idx[0], idx[0]) if len(idx) == 1 else idx
-        m[i, j] = m[j, i] = r[value]
-    m[:, k] = np.nanmean(m[:, :k], axis=1)
-    return m
+        groups.setdefault(r["setting"], []).append(float(r[value]))
+    return [dict(setting=k, mean=statistics.fmean(v), lo=min(v), hi=max(v), values=v) for k, v in groups.items()]
+
+
+def effect(rows: Sequence[Mapping[str, Any]], a: str, b: str, value: str) -> dict:
+    """How much setting ``a`` beats setting ``b`` on ``value``: the difference of the seed means in points, and
+    whether the seeds separate them (every seed of the winner above every seed of the other)."""
+    s = {r["setting"]: r for r in summarize(rows, value)}
+    diff = s[a]["mean"] - s[b]["mean"]
+    separated = s[a]["lo"] > s[b]["hi"] if diff > 0 else s[b]["lo"] > s[a]["hi"]
+    return dict(diff=diff, separated=separated)
+
+
+def describe(rows: Sequence[Mapping[str, Any]], a: str, b: str, value: str = "probe_h") -> str:
+    """One line on :func:`effect`: ``"a - b = +1.2 points (seeds separate)"`` or ``"... (within seed spread)"``."""
+    e = effect(rows, a, b, value)
+    return f"{a} − {b}: {e['diff']:+.1f} points ({'seeds separate' if e['separated'] else 'within seed spread'})"
+
+
+def load_sweep(relpath: str = LONG_SWEEP, data_dir: Optional[str] = None) -> Optional[dict]:
+    """A committed sweep of ``benchmarks/sweep_experiments.py`` (JSON: ``scale``, ``random_init`` rows,
+    ``sections``: experiment -> rows, ``command``, ``date``, ``machine``, ``torch``): read in place in a clone,
+    downloaded from the repository elsewhere (Colab); None, with one line saying why, when neither works."""
+    from .data import resolve_data_dir
+    from .pretrained import RAW_BASE, REPO_ROOT, fetch
+
+    path = REPO_ROOT / relpath
+    if not path.is_file():
+        try:
+            path = fetch(RAW_BASE + relpath, resolve_data_dir(data_dir) / "sweeps" / Path(relpath).name,
+                         progress=False)
+        except OSError as e:
+            print(f"no longer sweep to show: {e}")
+            return None
+    return json.loads(path.read_text())

@@ -76,16 +76,23 @@ def _train_epoch(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, opt
     return dict(loss=loss_sum.item() / seen, train_top1=correct.item() / seen)
 
 
+def _top1(model: nn.Module, test: ImageData, dev: torch.device, amp: Optional[torch.dtype]) -> float:
+    """Test top-1 of an encoder + classifier, in eval mode (``features`` restores the train mode after)."""
+    logits = features(model, test.images, device=dev, autocast_dtype=amp)  # M x K
+    return (logits.argmax(1) == test.labels.cpu()).float().mean().item()
+
+
 def train_supervised(encoder: nn.Module, feat_dim: int, train: ImageData, test: ImageData, epochs: int = 30,
                      batch_size: int = 256, lr: float = 0.1, device: DeviceLike = "auto", weight_decay: float = 5e-4,
                      momentum: float = 0.9, augment: bool = True, pad: int = 4, precision: str = "auto",
-                     seed: int = 0, progress: bool = True, mode: str = "supervised") -> dict:
+                     seed: int = 0, progress: bool = True, mode: str = "supervised", eval_every: int = 0) -> dict:
     """Train a *copy* of ``encoder`` plus a new linear classifier end to end on labelled images.
 
     SGD with momentum (no decay on biases/BatchNorm), per-step cosine decay to 0, random crop (zero padding
     ``pad``) + flip on the device when ``augment``; the encoder normalises its [0, 1] input itself. With a freshly built encoder this is the
     supervised baseline; :func:`fine_tune` passes a pre-trained one (paper Table 8). The caller's encoder is
-    never modified.
+    never modified. ``eval_every=k`` also scores the test set after every k-th epoch (``test_top1`` in the
+    history: notebook 04's accuracy-over-epochs curves).
 
     Returns:
         dict with ``top1`` (test), ``train_top1`` and ``loss`` (last epoch), ``history`` (per epoch),
@@ -108,11 +115,12 @@ def train_supervised(encoder: nn.Module, feat_dim: int, train: ImageData, test: 
         for epoch in range(epochs):
             rec = _train_epoch(model, x_all, y_all, opt, sched, scaler, batch_size,
                                pad if augment else None, amp, gen, bar)
+            if eval_every and (epoch + 1) % eval_every == 0:
+                rec["test_top1"] = _top1(model, test, dev, amp)
             history.append(dict(epoch=epoch + 1, lr=opt.param_groups[0]["lr"], **rec))
             bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['train_top1']:.3f}")
     seconds = time.perf_counter() - t0
-    logits = features(model, test.images, device=dev, autocast_dtype=amp)  # M x K
-    return dict(top1=(logits.argmax(1) == test.labels.cpu()).float().mean().item(), train_top1=rec["train_top1"],
+    return dict(top1=_top1(model, test, dev, amp), train_top1=rec["train_top1"],
                 loss=rec["loss"], history=history, seconds=seconds, epochs=epochs, mode=mode,
                 images_per_s=epochs * min(len(train), steps * batch_size) / seconds, model=model)
 

@@ -127,8 +127,9 @@ def _all_negatives(unit: torch.Tensor) -> torch.Tensor:
     return (zf[i] * zf[k]).sum(1)
 
 
-def _view_major_embeddings(model: nn.Module, images: torch.Tensor, augment: SimCLRAugment, space: str,
-                           n_views: int, batch_size: int, generator: Optional[torch.Generator]) -> torch.Tensor:
+def view_embeddings(model: nn.Module, images: torch.Tensor, augment: SimCLRAugment, space: str = "z",
+                    n_views: int = 2, batch_size: int = 512,
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Embeddings of ``n_views`` augmented views of every image, in eval mode under ``no_grad``, batch by batch.
 
     Shape:
@@ -218,7 +219,7 @@ def embedding_geometry(model: nn.Module, images: torch.Tensor, augment: SimCLRAu
     if n_views < 2 or batch_size < 1 or len(images) < 2 or max_negatives < 1:
         raise ValueError(f"need n_views >= 2 (got {n_views}), batch_size >= 1 (got {batch_size}), >= 2 images "
                          f"(got {len(images)}) and max_negatives >= 1 (got {max_negatives})")
-    zv = _view_major_embeddings(model, images, augment, space, n_views, batch_size, generator)  # V x N x D
+    zv = view_embeddings(model, images, augment, space, n_views, batch_size, generator)  # V x N x D
     return _geometry_of(zv, alpha, t, max_negatives, generator)
 
 

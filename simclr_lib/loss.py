@@ -99,6 +99,22 @@ def nt_xent(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2,
 
 
 @torch.no_grad()
+def negative_weights(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2) -> torch.Tensor:
+    """How hard each anchor's NT-Xent term pushes every negative away (Sec. 5.1, "hard negatives").
+
+    For anchor i, d l_i / d s_ik = p_ik / tau for a negative k, with p_i = softmax over k != i of s_ik / tau
+    (the positive in the denominator, Eq. 1): row i holds p_ik for the negatives and 0 at the self-similarity and
+    the positives. A small tau concentrates the weight on the few most similar negatives. Taught in notebook 06.
+
+    Shape:
+        z: (n_views * N, D) -> (M, M), M = n_views * N; each row sums to 1 - (its positives' p).
+    """
+    n = _check(z, temperature, n_views)
+    p = torch.softmax(_similarity_logits(z, temperature), dim=1)  # M x M, 0 on the diagonal
+    return p.scatter(1, positive_index(n, n_views, z.device), 0.0)  # M x M, positives zeroed
+
+
+@torch.no_grad()
 def contrastive_accuracy(z: torch.Tensor, n_views: int = 2, topk: tuple[int, ...] = (1, 5)) -> dict[str, float]:
     """How often a positive ranks first (top-1) or among the first k (top-k) of each anchor's similarities.
 

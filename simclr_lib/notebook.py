@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,10 @@ MODES = ("smoke", "quick", "full")
 TRUE_WORDS, FALSE_WORDS = ("1", "yes", "true", "on"), ("", "0", "no", "false", "off")
 # The repository, in one place: every notebook's Colab badge and install cell use it (tests/test_notebooks.py checks)
 REPO_URL = "https://github.com/simclr-step-by-step/simclr-step-by-step"
+CIFAR_HOST = "www.cs.toronto.edu"  # where torchvision downloads CIFAR-10 from
+SYNTHETIC_NOTICE = ("NOTE: CIFAR-10 is not available ({why}), so this notebook runs on the synthetic 'shapes' set: "
+                    "its numbers and pictures are NOT CIFAR-10's. Put CIFAR-10 under {where} or allow the download "
+                    "(SIMCLR_DOWNLOAD=1).")
 
 
 def project_root() -> Path:
@@ -72,6 +77,7 @@ class Setup:
     data_dir: Optional[str]
     dataset: str  # cifar10 when found (or downloadable), else shapes
     run_dir: Path  # where notebook 03's run (and its checkpoint) lives
+    download: bool = False  # may a missing CIFAR-10 be downloaded (:func:`download_wanted`)
 
     def pick(self, smoke: Any, quick: Any, full: Any) -> Any:
         """The value for this mode: ``setup.pick(smoke=64, quick=1000, full=10000)``."""
@@ -84,7 +90,7 @@ class Setup:
     def load(self, split: str = "test", n: Optional[int] = None) -> ImageData:
         """The first ``n`` images of ``split`` of this setup's data set."""
         return load_dataset(self.dataset, split, self.data_dir, subset=n, progress=False,
-                            download=self.dataset == "cifar10" and _online())
+                            download=self.dataset == "cifar10" and self.download)
 
 
 def rel(path: Path) -> str:
@@ -95,8 +101,25 @@ def rel(path: Path) -> str:
         return str(path)
 
 
-def _online() -> bool:
-    return os.environ.get("COLAB_RELEASE_TAG") is not None or os.environ.get("SIMCLR_DOWNLOAD") == "1"
+def download_wanted(mode: str) -> bool:
+    """May a missing CIFAR-10 be downloaded? ``SIMCLR_DOWNLOAD`` (1/yes or 0/no) decides when set; otherwise yes
+    wherever the network reaches :data:`CIFAR_HOST` (Colab, a local JupyterLab with internet), never in smoke
+    mode (CI: seconds, offline)."""
+    value = os.environ.get("SIMCLR_DOWNLOAD", "").strip().lower()
+    if value:
+        if value not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(f"SIMCLR_DOWNLOAD={value!r} is not a yes/no value; use 1/yes to download a missing "
+                             "CIFAR-10, 0/no to never download")
+        return value in TRUE_WORDS
+    return mode != "smoke" and _reachable(CIFAR_HOST)
+
+
+def _reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Optional[str] = None) -> Setup:
@@ -108,10 +131,14 @@ def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Op
     device = resolve_device("auto")
     from .data import find_dataset
 
-    dataset, why = find_dataset(data_dir, download=_online())
-    s = Setup(m, device, data_dir, dataset, project_root() / "runs" / "notebooks" / m)
-    print(f"mode={m} device={device} dataset={dataset} run_dir={rel(s.run_dir)}"
-          + (f" (CIFAR-10 not usable: {why})" if why else ""))
+    dataset, why = find_dataset(data_dir)
+    download = dataset != "cifar10" and download_wanted(m)  # the network is asked only when CIFAR-10 is missing
+    if download:
+        dataset, why = find_dataset(data_dir, download=True)
+    s = Setup(m, device, data_dir, dataset, project_root() / "runs" / "notebooks" / m, download)
+    print(f"mode={m} device={device} dataset={dataset} run_dir={rel(s.run_dir)}")
+    if dataset == "shapes":
+        print(SYNTHETIC_NOTICE.format(why=why, where=rel(Path(data_dir))))
     return s
 
 
@@ -137,13 +164,16 @@ SHIPPED = "small-cifar10"  # the shipped CPU encoder that notebooks 04-06 study 
 
 
 def use_shipped(s: Setup) -> bool:
-    """True when notebooks 04-06 study the shipped encoder: quick mode, CIFAR-10, and ``SIMCLR_OWN`` not set to
-    yes (``SIMCLR_OWN=1`` studies your own notebook-03 run instead)."""
+    """True when notebooks 04-06 study the shipped encoder instead of notebook 03's run: CIFAR-10, ``SIMCLR_OWN``
+    not set to yes (``SIMCLR_OWN=1`` studies your own run), and quick mode, or full mode without notebook 03's
+    checkpoint (Colab gives every notebook its own machine: 04-06 load instead of retraining 03's model)."""
     value = os.environ.get("SIMCLR_OWN", "")
     if value.strip().lower() not in TRUE_WORDS + FALSE_WORDS:
         raise ValueError(f"SIMCLR_OWN={value!r} is not a yes/no value; use 1/yes to study your own notebook-03 "
                          "run, 0/no (or leave it unset) for the shipped encoder")
-    return s.mode == "quick" and s.dataset == "cifar10" and value.strip().lower() not in TRUE_WORDS
+    own = value.strip().lower() in TRUE_WORDS
+    wanted = s.mode == "quick" or (s.mode == "full" and not s.checkpoint.is_file())
+    return s.dataset == "cifar10" and not own and wanted
 
 
 def shipped_run(name: str = SHIPPED) -> tuple[SimCLRConfig, list[dict]]:
@@ -170,7 +200,8 @@ def pretrained(s: Setup, force: bool = False, **overrides: Any):
 
         model, cfg, info = load_shipped(SHIPPED, map_location=s.device, progress=False)
         print(f"the shipped encoder {SHIPPED} ({info['epoch']} epochs on all 50,000 CIFAR-10 training images; "
-              "SIMCLR_OWN=1 studies your own notebook-03 run instead)")
+              "SIMCLR_OWN=1 studies your own notebook-03 run instead)"
+              + (", not notebook 03's ResNet-18: run 03 first to study that" if s.mode == "full" else ""))
         return model, cfg, load_checkpoint(info["path"])["history"]
     if not force and s.checkpoint.is_file():
         print(f"loading the series' model from {rel(s.checkpoint)}")

@@ -93,6 +93,33 @@ class LARS(torch.optim.Optimizer):
             torch._foreach_sub_(params, bufs)
 
 
+@torch.no_grad()
+def lars_step_per_parameter(optimizer: LARS) -> None:
+    """:meth:`LARS.step` written one parameter at a time, as the equations read (Sec. 2.2; You et al. 2017).
+
+    Taught in notebook 03, beside the fused ``torch._foreach`` form that training uses. The same update (tested
+    to float precision), but readable: each ``if`` on a norm is a host sync per parameter, which is why
+    ``LARS.step`` computes every norm on the device at once instead.
+
+    Shape: updates every parameter with a gradient in place, and the optimiser's momentum buffers.
+    """
+    for group in optimizer.param_groups:
+        lr, m, wd, eta = group["lr"], group["momentum"], group["weight_decay"], group["eta"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            g = p.grad
+            if not LARS._excluded(group, p):  # weight matrices; biases and BatchNorm keep their plain gradient
+                g = g + wd * p  # decay first
+                w_norm, g_norm = p.norm(), g.norm()
+                if w_norm > 0 and g_norm > 0:  # else trust 1
+                    g = g * (eta * w_norm / g_norm)  # trust ratio: the step is about lr * eta of ||w||
+            state = optimizer.state[p]
+            buf = state.setdefault("momentum_buffer", torch.zeros_like(p))
+            buf.mul_(m).add_(g, alpha=lr)  # v <- m v + lr g
+            p.sub_(buf * m + lr * g if group["nesterov"] else buf)  # w <- w - v
+
+
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.0) -> float:
     """Learning-rate multiplier at ``step``: linear warm-up, then cosine decay (paper Sec. B.1, per step).
 

@@ -288,8 +288,9 @@ def _open_outputs(run: Run, resumed: bool):
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    # a resumed run continues its event file's steps; TensorBoard keeps the newest value of a repeated step
-    return SummaryWriter(str(run.cfg.out_dir), purge_step=run.step if resumed else None)
+    # a resumed run drops the events a dead run wrote after its checkpoint: every step after run.step (the
+    # checkpoint's own last logged step stays; purge_step=run.step would drop it too)
+    return SummaryWriter(str(run.cfg.out_dir), purge_step=run.step + 1 if resumed else None)
 
 
 def _finish(run: Run) -> PretrainResult:

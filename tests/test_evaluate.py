@@ -285,6 +285,21 @@ def test_end_to_end_training_returns_sane_results_and_leaves_the_encoder_alone(s
     assert again["loss"] == res["loss"] and again["top1"] == res["top1"]  # seeded
 
 
+def test_eval_every_scores_the_test_set_per_epoch_without_changing_the_training(shapes):
+    train, test = shapes
+    torch.manual_seed(0)
+    encoder, dim = build_encoder("small", cifar_stem=True)
+    kw = dict(epochs=3, batch_size=64, device="cpu", progress=False)
+    plain = train_supervised(encoder, dim, train, test, **kw)
+    curve = train_supervised(encoder, dim, train, test, eval_every=1, **kw)
+    assert "test_top1" not in plain["history"][0]
+    assert [h["epoch"] for h in curve["history"] if "test_top1" in h] == [1, 2, 3]
+    assert curve["history"][-1]["test_top1"] == curve["top1"]  # the last point is the reported number
+    assert [h["loss"] for h in curve["history"]] == [h["loss"] for h in plain["history"]]  # eval mode, no RNG used
+    every2 = train_supervised(encoder, dim, train, test, eval_every=2, **kw)
+    assert [h["epoch"] for h in every2["history"] if "test_top1" in h] == [2]
+
+
 def test_end_to_end_training_rejects_unlabelled_data(shapes):
     train, test = shapes
     encoder, dim = build_encoder("small", cifar_stem=True)

@@ -15,8 +15,53 @@ def test_nt_xent_checker():
         z = F.normalize(z, dim=1)
         n = len(z) // 2
         return F.cross_entropy(z @ z.T / t, (torch.arange(2 * n) + n) % (2 * n))
-    with pytest.raises(AssertionError, match="self-mask"):
+    with pytest.raises(AssertionError, match="self-similarity .* is still in the softmax"):
         ex.check_nt_xent(no_mask)
+
+    def masked(z, t):
+        z = F.normalize(z, dim=1)
+        return (z @ z.T / t).masked_fill(torch.eye(len(z), dtype=torch.bool), float("-inf"))
+
+    interleaved = lambda z, t: F.cross_entropy(masked(z, t), torch.arange(len(z)) ^ 1)  # noqa: E731
+    with pytest.raises(AssertionError, match="wrong column: the views are stacked view-major"):
+        ex.check_nt_xent(interleaved)
+    with pytest.raises(AssertionError, match="wrong column: it is"):
+        ex.check_nt_xent(lambda z, t: F.cross_entropy(masked(z, t), (torch.arange(len(z)) + 1) % len(z)))
+    with pytest.raises(AssertionError, match="division by tau"):
+        ex.check_nt_xent(lambda z, t: nt_xent(z, 1.0) if t != 1.0 else nt_xent(z, 0.5))
+
+
+def test_logits_labels_checker():
+    from simclr_lib.loss import info_nce_logits
+
+    assert ex.check_logits_labels(lambda z, t: info_nce_logits(z, t)).startswith("correct")
+
+    def parts(z, t):
+        m, n = len(z), len(z) // 2
+        zn = F.normalize(z, dim=1)
+        return zn @ zn.T / t, (torch.arange(m) + n) % m, m
+
+    def neighbour_positive(z, t):  # interleaved layout: the positive taken from the next row
+        sim, pos, m = parts(z, t)
+        wrong = torch.arange(m) ^ 1
+        keep = ~torch.eye(m, dtype=torch.bool)
+        keep[torch.arange(m), wrong] = False
+        return torch.cat([sim[torch.arange(m), wrong][:, None], sim[keep].view(m, m - 2)], 1), torch.zeros(m, dtype=torch.long)
+    with pytest.raises(AssertionError, match="column 0 must hold the positive"):
+        ex.check_logits_labels(neighbour_positive)
+
+    def self_kept(z, t):  # drops one negative instead of the self-similarity
+        sim, pos, m = parts(z, t)
+        keep = torch.ones(m, m, dtype=torch.bool)
+        keep[torch.arange(m), pos] = False
+        keep[torch.arange(m), (pos + 1) % m] = False
+        return torch.cat([sim[torch.arange(m), pos][:, None], sim[keep].view(m, m - 2)], 1), torch.zeros(m, dtype=torch.long)
+    with pytest.raises(AssertionError, match="except itself and its positive"):
+        ex.check_logits_labels(self_kept)
+    with pytest.raises(AssertionError, match="every label is 0"):
+        ex.check_logits_labels(lambda z, t: (info_nce_logits(z, t)[0], torch.ones(len(z), dtype=torch.long)))
+    with pytest.raises(AssertionError, match=r"\(2N, 2N - 1\)"):
+        ex.check_logits_labels(lambda z, t: (parts(z, t)[0], parts(z, t)[1]))
 
 
 def test_grayscale_checker():
@@ -37,8 +82,14 @@ def test_lars_checker():
 
 def test_knn_checker():
     assert ex.check_knn(lambda a, b, c, k: knn_predict(a, b, c, k=k, weighted=False)).startswith("correct")
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="only"):
         ex.check_knn(lambda a, b, c, k: torch.zeros(len(c), dtype=torch.long))
+
+    def euclidean(a, b, c, k):
+        nearest = torch.cdist(c, a).topk(k, largest=False).indices
+        return F.one_hot(b[nearest], 4).sum(1).argmax(1)
+    with pytest.raises(AssertionError, match="Euclidean kNN"):
+        ex.check_knn(euclidean)
 
 
 def test_nearest_neighbours_checker():
@@ -60,11 +111,14 @@ def test_nearest_neighbours_checker():
         ex.check_nearest_neighbours(with_self)
 
 
-def test_pair_matrix_checker():
-    import numpy as np
+def test_negative_weights_checker_and_its_near_misses():
+    def right(pos, neg, tau):
+        return torch.softmax(torch.cat([pos[None], neg]) / tau, 0)[1:]
 
-    from simclr_lib.experiments import pair_matrix
-
-    assert ex.check_pair_matrix(pair_matrix).startswith("correct")
-    with pytest.raises(AssertionError, match="last column"):
-        ex.check_pair_matrix(lambda r, o, v: np.nan_to_num(pair_matrix(r, o, v) * np.r_[np.ones(len(o)), 0]))
+    assert ex.check_negative_weights(right).startswith("correct")
+    with pytest.raises(AssertionError, match="positive is missing"):
+        ex.check_negative_weights(lambda pos, neg, tau: torch.softmax(neg / tau, 0))
+    with pytest.raises(AssertionError, match="divide the similarities by tau"):
+        ex.check_negative_weights(lambda pos, neg, tau: torch.softmax(torch.cat([pos[None], neg]), 0)[1:])
+    with pytest.raises(AssertionError, match="one weight per negative"):
+        ex.check_negative_weights(lambda pos, neg, tau: torch.softmax(torch.cat([pos[None], neg]) / tau, 0))

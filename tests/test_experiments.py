@@ -1,70 +1,90 @@
-"""experiments.py: grids of short runs on the offline shapes set and the Fig. 5 table (figures: test_plots.py)."""
+"""experiments.py: settings x seeds on the offline shapes set, scored on a validation split (figures: test_plots.py)."""
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from simclr_lib import experiments as ex
-from simclr_lib import plots
 from simclr_lib.config import SimCLRConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+SCALE = ex.Scale(n_pretrain=64, n_train=96, epochs=1, batch_size=32, subset=160)
 
 
 @pytest.fixture(scope="module")
 def data():
-    return ex.load_experiment_data("shapes", None, n_pretrain=64, n_train=64, n_test=32, image_size=16)
+    return ex.load_experiment_data("shapes", None, SCALE)
 
 
-def _cfg(tmp_path) -> SimCLRConfig:
-    return SimCLRConfig.smoke(subset=None, batch_size=32, image_size=16, knn_every=0, tensorboard=False,
-                              out_dir=str(tmp_path / "runs"))
+def _base(tmp_path) -> SimCLRConfig:
+    return ex.experiment_config(SCALE, dataset="shapes", image_size=32, device="cpu", out_dir=str(tmp_path / "runs"))
 
 
-def test_data_is_shrunk_and_split(data):
-    from simclr_lib.data import load_dataset, resize
+def test_data_comes_from_a_validation_split_of_the_training_images(data):
+    from simclr_lib.data import load_dataset, validation_split
 
-    assert data.pretrain.images.shape == (64, 3, 16, 16) and data.test.images.shape == (32, 3, 16, 16)
-    full = load_dataset("shapes", "train", subset=64, progress=False)  # 32 px
-    test = load_dataset("shapes", "test", subset=32, progress=False)
-    for part, ref in [(data.pretrain, full), (data.train, full), (data.test, test)]:  # the one resize (test_data.py)
-        assert torch.equal(part.images, resize(ref.images, (16, 16))) and torch.equal(part.labels, ref.labels)
-        assert part.name == f"{ref.name}@16px"
+    train = load_dataset("shapes", "train", subset=160, progress=False)
+    pool, val = validation_split(train, fraction=0.1, seed=0)
+    assert torch.equal(data.val.images, val.images) and torch.equal(data.val.labels, val.labels)
+    assert torch.equal(data.pretrain.images, pool.images[:64]) and torch.equal(data.train.images, pool.images[:96])
+    flat = lambda x: {bytes(im.numpy()) for im in x}  # noqa: E731
+    assert not flat(data.val.images) & flat(pool.images), "validation images leaked into the training part"
+    assert sorted(set(data.val.labels.tolist())) == list(range(train.num_classes))  # class-balanced
 
 
-def test_run_grid_rows_and_out_dirs(data, tmp_path):
-    rows = ex.run_grid(_cfg(tmp_path), {"temperature": [0.2, 0.5], "ops": [("crop", "jitter")]}, data,
-                       evaluate=lambda m, c, d: ex.evaluate_run(m, c, d, spaces=("h", "z"), probe=False),
-                       progress=False)
-    assert [(r["temperature"], r["ops"]) for r in rows] == [(0.2, ("crop", "jitter")), (0.5, ("crop", "jitter"))]
+def test_setting_config_sqrt_lr_rule_and_ops():
+    base = ex.experiment_config(ex.SCALES["quick"])
+    cfg, ops = ex.setting_config(base, {"batch_size": 1024})
+    assert cfg.batch_size == 1024 and math.isclose(cfg.peak_lr(), base.peak_lr() * 2) and ops is None
+    cfg, ops = ex.setting_config(base, {"batch_size": 512, "lr": 0.5, "ops": ["crop", "flip"]})
+    assert cfg.peak_lr() == 0.5 and ops == ("crop", "flip")
+    assert ex.run_name(base, base, None) == "base_seed0"
+    assert ex.run_name(base, *ex.setting_config(base, {"temperature": base.temperature})) == "base_seed0"
+    assert ex.run_name(base, *ex.setting_config(base.replace(seed=1), {"ops": ("crop",)})) == "ops=crop_seed1"
+
+
+def test_run_settings_seeds_shared_base_and_folders(data, tmp_path):
+    base, cache = _base(tmp_path), {}
+    settings = {"same as base": {"temperature": 0.1}, "τ = 0.5": {"temperature": 0.5}}
+    rows = ex.run_settings(base, settings, data, seeds=(0, 1), cache=cache, progress=False)
+    assert [(r["setting"], r["seed"]) for r in rows] == [("same as base", 0), ("same as base", 1), ("τ = 0.5", 0),
+                                                          ("τ = 0.5", 1)]
+    assert [r["run"] for r in rows] == ["base_seed0", "base_seed1", "temperature=0.5_seed0", "temperature=0.5_seed1"]
     for r in rows:
-        assert 0 <= r["knn_h"] <= 100 and 0 <= r["knn_z"] <= 100 and math.isfinite(r["loss"])
+        assert all(0 <= r[k] <= 100 for k in ("knn_h", "probe_h", "knn_z", "probe_z")) and math.isfinite(r["loss"])
         assert r["steps"] == 2 and r["seconds"] >= r["train_seconds"] > 0
-    assert (tmp_path / "runs" / "temperature=0.2_ops=crop+colour" / "checkpoints" / "last.pt").is_file()
-    md = plots.markdown_table(rows, ["temperature", "ops", "knn_h"])  # op tuples as in the folder names
-    assert md.splitlines()[2].startswith("| 0.2 | crop+colour | ")
+        assert (tmp_path / "runs" / r["run"] / "checkpoints" / "last.pt").is_file()
+    assert rows[0]["loss"] != rows[1]["loss"]  # the seeds differ
+    again = ex.run_settings(base, {"base": {}}, data, seeds=(1,), cache=cache, progress=False)  # from the cache
+    assert again[0]["seconds"] == rows[1]["seconds"] and len(cache) == 4
 
 
-def test_evaluate_run_probe_and_augment_from_config(data, tmp_path):
-    from simclr_lib.augment import OPS, SimCLRAugment
-    from simclr_lib.models import build_model
-
-    cfg = _cfg(tmp_path)
-    out = ex.evaluate_run(build_model(cfg), cfg, data)
-    assert set(out) == {"knn_h", "probe_h"}
-    full = SimCLRAugment.from_config(cfg)  # what run_one uses without ops (the config's own augmentation)
-    assert full.ops == OPS and not full.blur_on and full.size == 16
-    aug = SimCLRAugment.from_config(cfg, ("blur", "crop"))  # a grid's ops: blur exactly when listed
-    assert aug.ops == ("crop", "blur") and aug.blur_on and aug.size == 16
+def test_random_init_rows(data, tmp_path):
+    rows = ex.random_init(_base(tmp_path), data, seeds=(0, 1))
+    assert [r["setting"] for r in rows] == ["random init"] * 2 and rows[0]["probe_h"] >= 0
+    assert rows[0]["knn_z"] != rows[1]["knn_z"] or rows[0]["probe_z"] != rows[1]["probe_z"]
 
 
-def test_pairs_and_pair_matrix():
-    ops = ["crop", "jitter", "blur"]
-    pairs = ex.augmentation_pairs(ops)
-    assert len(pairs) == 6 and pairs[:3] == [("crop",), ("jitter",), ("blur",)]
-    rows = [dict(ops=p, acc=float(10 * i)) for i, p in enumerate(pairs)]
-    m = ex.pair_matrix(rows, ops, "acc")
-    want = np.array([[0, 30, 40], [30, 10, 50], [40, 50, 20]], dtype=float)
-    np.testing.assert_allclose(m[:, :3], want)
-    np.testing.assert_allclose(m[:, 3], want.mean(1))
+def test_summarize_effect_and_describe():
+    rows = [dict(setting="a", seed=0, acc=50.0), dict(setting="a", seed=1, acc=54.0),
+            dict(setting="b", seed=0, acc=49.0), dict(setting="b", seed=1, acc=51.0),
+            dict(setting="c", seed=0, acc=40.0), dict(setting="c", seed=1, acc=42.0)]
+    s = ex.summarize(rows, "acc")
+    assert [x["setting"] for x in s] == ["a", "b", "c"]
+    assert s[0] == dict(setting="a", mean=52.0, lo=50.0, hi=54.0, values=[50.0, 54.0])
+    assert ex.effect(rows, "a", "b", "acc") == dict(diff=2.0, separated=False)  # 50 < 51: overlapping seeds
+    assert ex.effect(rows, "a", "c", "acc") == dict(diff=11.0, separated=True)
+    assert ex.effect(rows, "c", "a", "acc") == dict(diff=-11.0, separated=True)
+    assert ex.describe(rows, "c", "a", "acc") == "c − a: -11.0 points (seeds separate)"
+
+
+def test_effects_are_valid_settings():
+    base = ex.experiment_config(ex.SCALES["quick"])
+    from simclr_lib.augment import OPS
+
+    for section in ex.EFFECTS.values():
+        for changes in section.values():
+            cfg, ops = ex.setting_config(base, changes)  # every field exists and validates
+            assert ops is None or set(ops) <= set(OPS)
+    names = [ex.run_name(base, *ex.setting_config(base, c)) for c in ex.EFFECTS["temperature"].values()]
+    assert names.count("base_seed0") == 1  # the base temperature is one of the settings, run once

@@ -130,3 +130,27 @@ def test_contrastive_accuracy():
     z = _z(2 * 64, seed=9)
     acc = contrastive_accuracy(z, 2, topk=(1, 5, 127))
     assert acc["top127"] == 1.0 and acc["top1"] <= acc["top5"] < 0.5
+
+
+@pytest.mark.parametrize("n_views,tau", [(2, 0.1), (2, 0.5), (3, 1.0)])
+def test_negative_weights_are_the_loss_gradient_on_each_negative(n_views, tau):
+    """Naive reference from Eq. 1: anchor i's term -log(exp(s_ip/tau) / sum_{k != i} exp(s_ik/tau)); autograd on
+    the similarities gives d l_i / d s_ik = p_ik / tau for every negative k."""
+    from simclr_lib.loss import negative_weights
+
+    n = 5
+    z = torch.randn(n_views * n, 8, generator=torch.Generator().manual_seed(3))
+    w = negative_weights(z, tau, n_views)
+    u = torch.nn.functional.normalize(z, dim=1)
+    for i in range(n_views * n):
+        s = (u @ u[i]).clone().requires_grad_()  # M similarities of anchor i
+        others = [k for k in range(n_views * n) if k != i]
+        pos = (i + n) % (n_views * n)
+        term = -(s[pos] / tau - torch.logsumexp(s[others] / tau, 0))
+        (grad,) = torch.autograd.grad(term, s)
+        for k in others:
+            if k % n != i % n:  # a negative
+                assert torch.isclose(w[i, k], tau * grad[k], atol=1e-6)
+            else:
+                assert w[i, k] == 0
+        assert w[i, i] == 0

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from simclr_lib import __version__
 from simclr_lib.notebook import REPO_URL
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -33,6 +34,11 @@ def test_frame(name):
     code = [c for c in cells if c["cell_type"] == "code"]
     install = next(c for c in code if "google.colab" in c["text"])
     assert f'REPO_URL = "{REPO_URL}"' in install["text"] and 'if "google.colab" in sys.modules' in install["text"]
+    assert f'VERSION = "{__version__}"' in install["text"] and 'f"git+{REPO_URL}@v{VERSION}"' in install["text"], \
+        "the install cell pins the release the notebook was written for (simclr_lib.__version__)"
+    meta = json.loads((NB_DIR / f"{name}.ipynb").read_text())["metadata"]
+    assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType"), "Colab: ask for a GPU runtime"
+    assert "GPU runtime" in title["text"], "title cell: the Colab GPU-runtime note"
     params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1 and "SIMCLR_SMOKE" in params[0]["text"], "one parameters-tagged cell reads SIMCLR_SMOKE"
     assert any("NBVAL_CHECK_OUTPUT" in c["text"] for c in code), "at least one deterministic, checked cell"

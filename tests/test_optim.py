@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from simclr_lib.optim import LARS, build_optimizer, build_scheduler, param_groups, scaled_lr, warmup_cosine
+from simclr_lib.optim import LARS, build_optimizer, lars_step_per_parameter, build_scheduler, param_groups, scaled_lr, warmup_cosine
 from simclr_lib.seeds import SpijkervetLARS
 
 
@@ -51,6 +51,22 @@ def test_lars_matches_plain_loop():
         opt.step()
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.allclose(pa, pb, atol=1e-6)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_the_readable_per_parameter_lars_equals_the_fused_step(nesterov):
+    a, b = _net(), _net()
+    kw = dict(lr=0.5, momentum=0.9, weight_decay=1e-4, eta=1e-3, nesterov=nesterov)
+    fused = LARS(param_groups(a, 1e-4), **kw)  # biases / BN in their own excluded group, as training builds it
+    readable = LARS(param_groups(b, 1e-4), **kw)
+    for s in range(5):
+        for net, opt, step in ((a, fused, fused.step), (b, readable, lambda: lars_step_per_parameter(readable))):
+            opt.zero_grad()
+            _loss(net, s).backward()
+            step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-6)
+    assert not torch.equal(b[0].bias, torch.zeros(16))  # the zero-initialised bias moved
 
 
 def test_param_groups_equal_exclude_1d():

@@ -236,16 +236,18 @@ def test_side_by_side_has_two_maps_and_one_legend(data, tmp_path):
     _png(plots.save_figure(fig, tmp_path / "side.png"))
 
 
-# --- grids (notebook 06) --------------------------------------------------------------------------------------------
-def test_pivot_and_grid_figures():
-    rows = [dict(batch_size=b, epochs=e, acc=float(b + e)) for b in (32, 64) for e in (1, 2, 4)]
-    ri, ci, m = plots.pivot(rows, "batch_size", "epochs", "acc")
-    assert ri == [32, 64] and ci == [1, 2, 4] and m[1, 2] == 68
-    assert np.isnan(plots.pivot(rows[:5], "batch_size", "epochs", "acc")[2][1, 2])  # absent pair: NaN
-    bars = plots.grouped_bars(rows, "epochs", "batch_size", "acc")
-    assert len(bars.axes[0].patches) == 6 and [t.get_text() for t in bars.axes[0].get_legend().get_texts()] == [
-        "batch_size 32", "batch_size 64"]
-    lines = plots.line_plot(rows[:3], "epochs", ["acc"], logx=True)
-    assert lines.axes[0].get_xscale() == "log" and list(lines.axes[0].lines[0].get_ydata()) == [33.0, 34.0, 36.0]
-    heat = plots.heatmap(np.array([[1.0, np.nan], [3.0, 4.0]]), ["a", "b"], ["c", "d"], "t")
-    assert [t.get_text() for t in heat.axes[0].texts] == ["1.0", "3.0", "4.0"]  # the NaN cell stays blank
+# --- experiments (notebook 06) --------------------------------------------------------------------------------------
+def test_effect_bars_mean_whiskers_seeds_floor_and_zero_axis():
+    rows = [dict(setting=s, seed=k, probe_h=base + k, probe_z=base - 10 + 2 * k)
+            for s, base in (("a", 50.0), ("b", 40.0), ("c", 30.0)) for k in (0, 1)]
+    fig = plots.effect_bars({"quick": rows, "long": rows[:4]}, ("probe_h", "probe_z"),
+                            floor=dict(probe_h=25.0, probe_z=20.0))
+    quick, long = fig.axes[:2]
+    assert [p.get_height() for p in quick.patches] == [50.5, 40.5, 30.5, 41.0, 31.0, 21.0]  # means over seeds
+    assert len(long.patches) == 4 and quick.get_ylim()[0] == 0 and long.get_ylim() == quick.get_ylim()
+    assert [t.get_text() for t in quick.get_xticklabels()] == ["a", "b", "c"]
+    assert sorted(line.get_ydata()[0] for line in quick.lines if line.get_linestyle() == "--") == [20.0, 25.0]
+    dots = [line for line in quick.lines if line.get_marker() == "."]
+    assert len(dots) == 6 and list(dots[0].get_ydata()) == [50.0, 51.0]  # every seed drawn
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "linear probe on h", "linear probe on z", "random init (linear probe on h)", "random init (linear probe on z)"]

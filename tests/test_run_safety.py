@@ -264,3 +264,26 @@ def test_smoke_preset_uses_all_of_a_small_folder(tmp_path, capsys):
                              "--out", tmp_path / "f")
     assert code == 0, err
     assert load_checkpoint(tmp_path / "f" / "checkpoints" / "last.pt")["config"]["subset"] is None
+
+
+def test_resuming_from_an_older_checkpoint_leaves_no_stale_tensorboard_events(tmp_path):
+    """A run that died after writing events past its last checkpoint, then resumed: TensorBoard (and notebook
+    03's plot, which reads the folder with EventAccumulator) must show every step once, not the dead run's steps
+    drawn back over by the replay."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = SimCLRConfig.smoke(subset=640, device="cpu", knn_every=0, out_dir=str(tmp_path / "r"))  # 10 steps/epoch
+    train.pretrain(cfg)
+    ckpt = tmp_path / "r" / "checkpoints" / "last.pt"
+    after_epoch_1 = ckpt.read_bytes()
+    train.pretrain(cfg.replace(epochs=3), resume=True)  # events of steps 11-30
+    ckpt.write_bytes(after_epoch_1)  # as if the run had died right after writing them, before its checkpoint
+    train.pretrain(cfg.replace(epochs=3), resume=True)  # replays steps 11-30
+    acc = EventAccumulator(str(tmp_path / "r")).Reload()
+    for tag in ("train/loss", "train/lr"):
+        steps = [e.step for e in acc.Scalars(tag)]
+        assert steps == [10, 20, 30], f"{tag}: {steps}"
+    losses = [e.value for e in acc.Scalars("train/loss")]
+    final = load_checkpoint(ckpt)["history"]
+    assert len(final) == 3 and [r["epoch"] for r in final] == [1, 2, 3]
+    assert losses[-1] == pytest.approx(final[-1]["loss"], rel=0.5)  # the replay's values, not the dead run's

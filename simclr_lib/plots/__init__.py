@@ -9,7 +9,7 @@ are computed elsewhere (:mod:`simclr_lib.embed`, :mod:`simclr_lib.experiments`, 
 * :mod:`.views` -- notebooks 01-02: image grids, rows of views, the similarity matrix and its masks, softmax
 * :mod:`.training` -- notebooks 03-04: training history, curves, LR schedules, trust ratios, label fractions
 * :mod:`.embeddings` -- notebook 05: class-coloured maps, thumbnails, nearest-neighbour grids
-* :mod:`.grids` -- notebook 06: experiment grids as heatmaps, grouped bars and lines
+* :mod:`.grids` -- notebook 06: experiments as bars over seeds beside the random-init floor
 * :mod:`.pipeline` -- notebook 00: the paper's Fig. 2 pipeline, with the notebook that teaches each box
 * :mod:`.geometry` -- alignment and uniformity (Wang & Isola 2020): similarity histograms, the align/uniform plane
 """
@@ -17,7 +17,7 @@ from .core import (OP_NAMES, figure, figure_format, label, markdown_table, save_
                    to_numpy)
 from .embeddings import neighbour_grid, scatter_3d, scatter_by_class, side_by_side, thumbnail_scatter
 from .geometry import alignment_uniformity_scatter, similarity_histograms
-from .grids import grouped_bars, heatmap, line_plot, pivot
+from .grids import SCORE_NAMES, effect_bars
 from .pipeline import pipeline_diagram
 from .training import (compare_runs, confusion_matrix, plot_curves, plot_history, plot_label_fractions,
                        plot_schedules, plot_trust_ratios)
@@ -27,7 +27,7 @@ from .views import (histogram_lines, histogram_overlay, image_grid, mask_panels,
 __all__ = ["OP_NAMES", "figure", "figure_format", "label", "markdown_table", "save_figure", "to_hwc", "to_numpy",
            "neighbour_grid", "scatter_3d", "scatter_by_class", "side_by_side", "thumbnail_scatter",
            "alignment_uniformity_scatter", "similarity_histograms", "pipeline_diagram",
-           "grouped_bars", "heatmap", "line_plot", "pivot",
+           "SCORE_NAMES", "effect_bars",
            "compare_runs", "confusion_matrix", "plot_curves", "plot_history", "plot_label_fractions", "plot_schedules",
            "plot_trust_ratios",
            "histogram_lines", "histogram_overlay", "image_grid", "mask_panels", "positive_mask_matrix", "similarity_heatmap",

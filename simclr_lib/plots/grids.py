@@ -1,74 +1,58 @@
-"""Figures of notebook 06: the rows of an experiment grid (:func:`simclr_lib.experiments.run_grid`) as an
-annotated heatmap (Fig. 5), grouped bars (Fig. 9) or lines against one setting (Tables 1, 5).
+"""Figures of notebook 06: the rows of an experiment (:func:`simclr_lib.experiments.run_settings`) as bars at the
+mean over seeds, with every seed shown, beside the random-init floor, on an axis from zero.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from .core import figure, label
+from .core import figure
+
+#: How a score column of an experiment row is named in legends.
+SCORE_NAMES = {"probe_h": "linear probe on h", "knn_h": "kNN on h", "probe_z": "linear probe on z",
+               "knn_z": "kNN on z"}
 
 
-def pivot(rows: Sequence[Mapping[str, Any]], index: str, columns: str,
-          value: str) -> tuple[list, list, np.ndarray]:
-    """``value`` laid out by two settings, each sorted.
+def effect_bars(panels: Mapping[str, Sequence[Mapping[str, Any]]], values: Sequence[str] = ("probe_h",),
+                floor: Optional[Mapping[str, float]] = None, title: str = "",
+                ylabel: str = "top-1 on the validation split (%)") -> Figure:
+    """One panel per source of rows (e.g. the quick run and a longer sweep), one group of bars per setting.
 
-    Shape: returns (I index values, C column values, matrix (I, C) with NaN where no row has that pair).
+    Each bar is the mean over seeds of one score (``values``, side by side), its whisker spans the lowest to the
+    highest seed and a dot marks every seed; a dashed line per score marks ``floor`` (the random-init score). The
+    y axis starts at zero and is shared, so panels compare at a glance.
+
+    Shape: each panel's rows need ``setting``, ``seed`` and every column of ``values``.
     """
-    ri = sorted({r[index] for r in rows})
-    ci = sorted({r[columns] for r in rows})
-    m = np.full((len(ri), len(ci)), np.nan)
-    for r in rows:
-        m[ri.index(r[index]), ci.index(r[columns])] = r[value]
-    return ri, ci, m
+    from ..experiments import summarize
 
-
-def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str = "",
-            cbar_label: str = "top-1 (%)", fmt: str = "{:.1f}") -> Figure:
-    """Annotated heatmap (NaN cells blank), e.g. Fig. 5's augmentation pairs.
-
-    Shape: matrix (R, C), row_labels R strings, col_labels C strings.
-    """
-    fig, ax = figure(size=(1.0 * len(col_labels) + 2.2, 0.8 * len(row_labels) + 1.4))
-    im = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis")
-    ax.set_xticks(range(len(col_labels)), col_labels), ax.set_yticks(range(len(row_labels)), row_labels)
-    lo, hi = np.nanmin(matrix), np.nanmax(matrix)
-    for (i, j), v in np.ndenumerate(matrix):
-        if np.isfinite(v):
-            dark = hi > lo and (v - lo) / (hi - lo) > 0.6
-            ax.text(j, i, fmt.format(v), ha="center", va="center", color="black" if dark else "white")
-    fig.colorbar(im, ax=ax, label=cbar_label, shrink=0.8)
-    ax.set_title(title)
-    return fig
-
-
-def grouped_bars(rows: Sequence[Mapping[str, Any]], x: str, hue: str, value: str, title: str = "",
-                 ylabel: str = "top-1 (%)") -> Figure:
-    """Bars of ``value`` per ``x`` setting, one colour per ``hue`` setting (Fig. 9: x = epochs, hue = batch)."""
-    hues, xs, m = pivot(rows, hue, x, value)  # m: H x X
-    fig, ax = figure(size=(7, 4))
-    width = 0.8 / len(hues)
-    for k, h in enumerate(hues):
-        ax.bar(np.arange(len(xs)) + (k - (len(hues) - 1) / 2) * width, m[k], width, label=f"{hue} {label(h)}")
-    ax.set_xticks(range(len(xs)), [label(v) for v in xs])
-    ax.set_ylim(max(0.0, np.nanmin(m) - 5), np.nanmax(m) + 2)
-    ax.set_xlabel(x), ax.set_ylabel(ylabel), ax.set_title(title), ax.legend(fontsize="small")
-    return fig
-
-
-def line_plot(rows: Sequence[Mapping[str, Any]], x: str, values: Sequence[str], title: str = "",
-              logx: bool = False, ylabel: str = "top-1 (%)") -> Figure:
-    """One line per entry of ``values`` (e.g. "probe_h", "knn_h") against the setting ``x``."""
-    rows = sorted(rows, key=lambda r: r[x])
-    fig, ax = figure(size=(6, 4))
-    for v in values:
-        ax.plot([r[x] for r in rows], [r[v] for r in rows], "o-", label=v)
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xticks([r[x] for r in rows], [label(r[x]) for r in rows])
-    ax.minorticks_off()
-    ax.set_xlabel(x), ax.set_ylabel(ylabel), ax.set_title(title), ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
+    fig, axes = figure(1, len(panels), size=(2.2 + 1.1 * sum(len({r["setting"] for r in rows}) for rows in
+                                                              panels.values()) * len(values) / 1.4, 4.2),
+                       sharey=True, squeeze=False, title=title or None)
+    colours = [f"C{i}" for i in range(len(values))]
+    width = 0.8 / len(values)
+    top, bars, floors = 0.0, {}, {}
+    for ax, (name, rows) in zip(axes[0], panels.items()):
+        for k, (value, colour) in enumerate(zip(values, colours)):
+            summary = summarize(rows, value)
+            x = np.arange(len(summary)) + (k - (len(values) - 1) / 2) * width
+            means = np.array([s["mean"] for s in summary])
+            err = np.array([[s["mean"] - s["lo"], s["hi"] - s["mean"]] for s in summary]).T
+            bars[value] = ax.bar(x, means, width, yerr=err, capsize=3, color=colour, alpha=0.75)
+            for xi, s in zip(x, summary):
+                ax.plot([xi] * len(s["values"]), s["values"], "k.", markersize=4)
+                ax.text(xi, s["hi"] + 1, f"{s['mean']:.1f}", ha="center", va="bottom", fontsize="x-small")
+            if floor is not None and value in floor:
+                floors[value] = ax.axhline(floor[value], color=colour, linestyle="--", linewidth=1)
+            top = max(top, max(s["hi"] for s in summary), floor.get(value, 0) if floor else 0)
+        ax.set_xticks(range(len(summary)), [s["setting"] for s in summary], rotation=20, ha="right")
+        ax.set_title(name, fontsize="medium")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylim(0, top + 8)
+    axes[0][0].set_ylabel(ylabel)
+    name = lambda v: SCORE_NAMES.get(v, v)  # noqa: E731
+    handles = [(bars[v], name(v)) for v in values] + [(floors[v], f"random init ({name(v)})") for v in floors]
+    fig.legend(*zip(*handles), loc="outside lower center", ncol=min(4, len(handles)), fontsize="small")
     return fig

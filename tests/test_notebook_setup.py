@@ -1,0 +1,56 @@
+"""notebook.setup: CIFAR-10 downloaded by default where the network allows, a loud line when shapes stands in."""
+import pytest
+
+import simclr_lib.data as data_mod
+import simclr_lib.notebook as NB
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    for k in ("SIMCLR_DOWNLOAD", "SIMCLR_SMOKE", "SIMCLR_MODE", "SIMCLR_DATA_DIR"):
+        monkeypatch.delenv(k, raising=False)
+    return monkeypatch
+
+
+def test_download_wanted_by_default_where_the_network_reaches_cifar(no_env):
+    asked = []
+    no_env.setattr(NB, "_reachable", lambda host: asked.append(host) or True)
+    assert NB.download_wanted("quick") and NB.download_wanted("full") and asked == [NB.CIFAR_HOST] * 2
+    assert not NB.download_wanted("smoke")  # CI: never
+    no_env.setattr(NB, "_reachable", lambda host: False)
+    assert not NB.download_wanted("quick")  # offline
+    no_env.setenv("SIMCLR_DOWNLOAD", "0")
+    no_env.setattr(NB, "_reachable", lambda host: pytest.fail("the network is not asked when the user said no"))
+    assert not NB.download_wanted("quick")
+    no_env.setenv("SIMCLR_DOWNLOAD", "yes")
+    assert NB.download_wanted("smoke")
+    no_env.setenv("SIMCLR_DOWNLOAD", "maybe")
+    with pytest.raises(ValueError, match="SIMCLR_DOWNLOAD"):
+        NB.download_wanted("quick")
+
+
+def test_unreachable_host_is_not_reachable():
+    assert not NB._reachable("host.invalid", timeout=1.0)
+
+
+def test_setup_downloads_only_when_cifar_is_missing_and_says_loudly_when_shapes_stands_in(no_env, tmp_path, capsys):
+    calls = []
+
+    def find(data_dir, download=False):
+        calls.append(download)
+        return ("cifar10", "") if download else ("shapes", "no cifar-10 folder")
+
+    no_env.setattr(data_mod, "find_dataset", find)
+    no_env.setattr(NB, "download_wanted", lambda mode: True)
+    s = NB.setup(mode="quick", data_dir=str(tmp_path))
+    assert calls == [False, True] and s.dataset == "cifar10" and s.download
+    assert "NOTE" not in capsys.readouterr().out
+
+    calls.clear()
+    no_env.setattr(NB, "download_wanted", lambda mode: False)
+    s = NB.setup(mode="quick", data_dir=str(tmp_path))
+    out = capsys.readouterr().out.splitlines()
+    assert calls == [False] and s.dataset == "shapes" and not s.download
+    note = [line for line in out if line.startswith("NOTE:")]
+    assert len(note) == 1 and "NOT CIFAR-10's" in note[0] and "no cifar-10 folder" in note[0]
+    assert "SIMCLR_DOWNLOAD=1" in note[0]
