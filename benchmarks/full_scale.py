@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 STAGES = ("a", "b", "c", "f", "e03", "e04", "e05", "e06", "d")  # run order: f right after c, the long d last
 NOTEBOOKS = {"e03": "03_training_loop_lars", "e04": "04_linear_evaluation", "e05": "05_tsne_embeddings",
              "e06": "06_experiments"}
-GPU_MINUTES = {"a": 2, "b": 6, "c": 7, "d": 20, "e03": 5, "e04": 8, "e05": 4, "e06": 60, "f": 0.5}  # estimates
+GPU_MINUTES = {"a": 2, "b": 6, "c": 7, "d": 20, "e03": 5, "e04": 8, "e05": 4, "e06": 9, "f": 0.5}  # estimates
 RESUMABLE = ("b", "c", "d")
 EVAL_RESERVE_S = 90  # GPU seconds kept for stage c's evaluation after its last epoch
 TARGETS = dict(views_per_s=50_000, linear_top1=0.86, pretrain_seconds=300, knn_top1=0.90, speedrun_seconds=1200)

@@ -13,15 +13,15 @@ caught.
 """
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from .augment import rgb_to_grayscale
 from .embed import nearest_neighbours
-from .evaluate import knn_predict
+from .evaluate import knn_predict, linear_probe
 from .loss import nt_xent
 from .optim import LARS
 
@@ -141,16 +141,51 @@ def check_logits_labels(fn: Callable[[torch.Tensor, float], tuple]) -> str:
     return f"correct: the cross-entropy of your logits and all-zero labels equals nt_xent on {count} random batches"
 
 
+def _pipeline_errors(t, size: int, s: float) -> list[str]:
+    """What differs between a torchvision Compose and App. A's augmentation at ``size`` and strength ``s``."""
+    import torchvision.transforms as T
+
+    ops = list(getattr(t, "transforms", []))  # a to-tensor step may follow the four
+    kinds = [type(op).__name__ for op in ops]
+    want = ["RandomResizedCrop", "RandomHorizontalFlip", "RandomApply", "RandomGrayscale"]
+    if kinds[:4] != want:
+        return [f"return T.Compose([{', '.join(want)}, ...]) in that order (crop first, colour after), got {kinds}"]
+    crop, flip, jitter, grey = ops[:4]
+    errors = []
+    if list(crop.size) != [size, size] or tuple(crop.scale) != (0.08, 1.0) or not all(
+            abs(a - b) < 1e-6 for a, b in zip(crop.ratio, (3 / 4, 4 / 3))):
+        errors.append(f"crop: RandomResizedCrop({size}, scale=(0.08, 1.0), ratio=(3/4, 4/3))")
+    if flip.p != 0.5:
+        errors.append("flip: RandomHorizontalFlip() with p = 0.5")
+    cj = jitter.transforms[0] if len(jitter.transforms) == 1 else None
+    if not isinstance(cj, T.ColorJitter) or abs(jitter.p - 0.8) > 1e-9:
+        errors.append("colour: RandomApply([ColorJitter(...)], p=0.8)")
+    else:
+        b = 0.8 * s
+        expect = dict(brightness=(max(0.0, 1 - b), 1 + b), contrast=(max(0.0, 1 - b), 1 + b),
+                      saturation=(max(0.0, 1 - b), 1 + b), hue=(-0.2 * s, 0.2 * s))
+        for k, (lo, hi) in expect.items():
+            got = getattr(cj, k)
+            if (got is None and hi - lo > 0) or (got is not None and not (abs(got[0] - lo) < 1e-6 and abs(got[1] - hi) < 1e-6)):
+                errors.append(f"colour: ColorJitter(0.8 s, 0.8 s, 0.8 s, 0.2 s) scales with the strength s ({k})")
+                break
+    if abs(grey.p - 0.2) > 1e-9:
+        errors.append("greyscale: RandomGrayscale(p=0.2)")
+    return errors
+
+
 @reports_not_done
-def check_grayscale(fn: Callable[[torch.Tensor], torch.Tensor]) -> str:
-    """Exercise of notebook 01: ``fn(x)`` turns a (B,3,H,W) float batch into greyscale (B,1,H,W) or (B,3,H,W)."""
-    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    got, want = fn(x.clone()), rgb_to_grayscale(x)  # want: B x 1 x H x W
-    assert got.ndim == 4 and got.shape[0] == 4 and got.shape[1] in (1, 3) and got.shape[-2:] == x.shape[-2:], \
-        f"return (B,1,H,W) or (B,3,H,W), got {tuple(got.shape)}"
-    assert torch.allclose(got, want.expand_as(got), atol=1e-5), \
-        "use the ITU-R 601 weights 0.2989 R + 0.587 G + 0.114 B (and equal channels for a 3-channel result)"
-    return "correct: matches rgb_to_grayscale"
+def check_augmentation_pipeline(fn: Callable[[int, float], object]) -> str:
+    """Exercise of notebook 01: ``fn(size, strength)`` composes the paper's augmentation (App. A) with
+    torchvision: random resized crop, horizontal flip, colour jitter of strength s with p = 0.8, greyscale with
+    p = 0.2, in that order; checked for two sizes and strengths, then run on an image."""
+    for size, s in ((32, 0.5), (96, 1.0)):
+        errors = _pipeline_errors(fn(size, s), size, s)
+        assert not errors, f"size {size}, strength {s}: " + "; ".join(errors)
+    img = torch.randint(0, 256, (3, 40, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(7))
+    out = fn(32, 0.5)(img)
+    assert tuple(out.shape) == (3, 32, 32), f"one view must be (3, 32, 32), got {tuple(out.shape)}"
+    return "correct: the paper's crop, flip, colour jitter (p = 0.8) and greyscale (p = 0.2), in order, at two strengths"
 
 
 @reports_not_done
@@ -170,6 +205,64 @@ def check_lars_trust_ratio(fn: Callable[[torch.Tensor, torch.Tensor, float, floa
             "got a different update; remember: decay first (g + wd*w), then trust = eta*||w||/||g||, "
             "and trust = 1 when either norm is 0")
     return "correct: matches simclr_lib.optim.LARS on 3 weight matrices (including zero norms)"
+
+
+@reports_not_done
+def check_train_step(fn: Callable[..., torch.Tensor]) -> str:
+    """Exercise of notebook 03: ``fn(model, images, aug, optimizer, temperature, generator)`` does one SimCLR step
+    (Algorithm 1): two views per image (``augment.make_views`` with ``generator``), z from the model, NT-Xent, zero
+    the gradients, backward, optimiser step; it returns the loss. Compared over two steps with the library's
+    ``train.train_step`` on a copy of the same model (a forgotten ``zero_grad`` shows in the second step)."""
+    from .augment import SimCLRAugment, make_views
+    from .config import SimCLRConfig
+    from .models import build_model
+    from .optim import build_optimizer
+    from .runtime import make_grad_scaler
+    from .train import train_step
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        mine = build_model(SimCLRConfig.smoke(device="cpu")).train()
+    ref = copy.deepcopy(mine)
+    opts = [build_optimizer(m, "lars", 0.5, 1e-6, 0.9, 1e-3) for m in (mine, ref)]
+    aug, scaler = SimCLRAugment(size=32, strength=0.5), make_grad_scaler(torch.device("cpu"), None)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(8))
+    for step in (1, 2):
+        got = fn(mine, images, aug, opts[0], 0.5, torch.Generator().manual_seed(step))
+        want, _ = train_step(ref, make_views(images, aug, 2, torch.Generator().manual_seed(step)), opts[1], scaler, 0.5)
+        assert torch.is_tensor(got) and got.numel() == 1, "return the loss, a scalar tensor"
+        assert torch.allclose(got.detach().float().reshape(()), want, atol=1e-5), (
+            f"step {step}: loss {got.item():.5f}, want {want.item():.5f}; views = augment.make_views(images, aug, 2, "
+            "generator), z = model(views)[1], loss = nt_xent(z, temperature)")
+        if not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(mine.parameters(), ref.parameters())):
+            raise AssertionError("the weights differ after the second step: zero the gradients before backward "
+                                 "(optimizer.zero_grad()), or step 2 adds step 1's gradients" if step == 2 else
+                                 "the weights differ after the first step: loss.backward(), then optimizer.step()")
+    return "correct: two steps match train.train_step (the loss and every weight)"
+
+
+@reports_not_done
+def check_linear_probe(fn: Callable[..., float]) -> str:
+    """Exercise of notebook 04: ``fn(train_x, train_y, test_x, test_y, C)`` returns the test top-1 (a fraction) of
+    a logistic regression on frozen features standardised with the *train* statistics (App. B.8), as
+    ``evaluate.linear_probe(..., backend="sklearn")``. Half the test labels are shuffled, so a probe fitted on the
+    test set stands out."""
+    g, d = torch.Generator().manual_seed(4), 64
+    scales = torch.logspace(-2, 1, d)  # features of very different scales; only the small ones carry the class
+    centres = torch.randn(4, d, generator=g) * (scales < 0.1)
+    train_y, test_y = torch.randint(0, 4, (400,), generator=g), torch.randint(0, 4, (200,), generator=g)
+    train_x = (centres[train_y] + torch.randn(400, d, generator=g)) * scales + 3
+    test_x = (centres[test_y] + torch.randn(200, d, generator=g)) * scales + 3
+    test_y = torch.where(torch.rand(200, generator=g) < 0.5, torch.randint(0, 4, (200,), generator=g), test_y)
+    for C in (1.0, 0.01):
+        want = linear_probe(train_x, train_y, test_x, test_y, backend="sklearn", C=C)["top1"]
+        got = float(fn(train_x.clone(), train_y.clone(), test_x.clone(), test_y.clone(), C))
+        assert 0.0 <= got <= 1.0, f"return the top-1 as a fraction in [0, 1], got {got}"
+        assert got < want + 0.15, (f"C={C}: {got:.1%} is far above the library's {want:.1%}: fit the classifier on "
+                                   "the training features only; the test set is for scoring")
+        assert abs(got - want) <= 0.02, (f"C={C}: {got:.1%} vs the library's {want:.1%}; standardise both sets with the "
+                                         "train mean and std, then LogisticRegression(C=C, max_iter=1000) on train")
+    return "correct: matches evaluate.linear_probe (scikit-learn backend) for C = 1 and 0.01"
 
 
 @reports_not_done

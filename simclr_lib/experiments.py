@@ -68,7 +68,7 @@ SCALES: dict[str, Scale] = {
     "smoke": Scale(n_pretrain=512, n_train=256, epochs=1, batch_size=64, subset=640),  # 512: the largest batch
     "quick": Scale(n_pretrain=10_000, n_train=10_000, epochs=6),  # ~1 min per run on 2 CPU cores
     "long": Scale(n_pretrain=10_000, n_train=10_000, epochs=30),  # benchmarks/sweep_experiments.py
-    "full": Scale(n_pretrain=45_000, n_train=45_000, epochs=10, arch="resnet18", batch_size=512),  # one GPU
+    "full": Scale(n_pretrain=45_000, n_train=45_000, epochs=5, arch="resnet18", batch_size=512),  # one GPU, < 10 min
 }
 
 

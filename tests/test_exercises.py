@@ -64,10 +64,69 @@ def test_logits_labels_checker():
         ex.check_logits_labels(lambda z, t: (parts(z, t)[0], parts(z, t)[1]))
 
 
-def test_grayscale_checker():
-    assert ex.check_grayscale(lambda x: (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None])
-    with pytest.raises(AssertionError):
-        ex.check_grayscale(lambda x: x.mean(1, keepdim=True))
+def test_augmentation_pipeline_checker_and_its_near_misses():
+    import torchvision.transforms as T
+
+    from simclr_lib.augment import reference_transform
+
+    assert ex.check_augmentation_pipeline(lambda size, s: reference_transform(size, s)).startswith("correct")
+
+    def pipeline(size, s, order=(0, 1, 2, 3), jitter=None, p=0.8, scale=(0.08, 1.0)):
+        ops = [T.RandomResizedCrop(size, scale=scale, ratio=(3 / 4, 4 / 3)), T.RandomHorizontalFlip(),
+               T.RandomApply([T.ColorJitter(*(jitter or (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)))], p=p),
+               T.RandomGrayscale(p=0.2)]
+        return T.Compose([ops[i] for i in order] + [T.ConvertImageDtype(torch.float32)])
+    assert ex.check_augmentation_pipeline(pipeline).startswith("correct")
+    with pytest.raises(AssertionError, match="in that order"):
+        ex.check_augmentation_pipeline(lambda size, s: pipeline(size, s, order=(2, 0, 1, 3)))
+    with pytest.raises(AssertionError, match="scales with the strength"):
+        ex.check_augmentation_pipeline(lambda size, s: pipeline(size, s, jitter=(0.4, 0.4, 0.4, 0.1)))
+    with pytest.raises(AssertionError, match="p=0.8"):
+        ex.check_augmentation_pipeline(lambda size, s: pipeline(size, s, p=1.0))
+    with pytest.raises(AssertionError, match="scale=\\(0.08, 1.0\\)"):
+        ex.check_augmentation_pipeline(lambda size, s: pipeline(size, s, scale=(0.2, 1.0)))
+
+
+def test_train_step_checker_and_a_forgotten_zero_grad():
+    from simclr_lib.augment import make_views
+
+    def right(model, images, aug, opt, tau, gen):
+        loss = nt_xent(model(make_views(images, aug, 2, gen))[1], tau)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.detach()
+    assert ex.check_train_step(right).startswith("correct")
+
+    def no_zero_grad(model, images, aug, opt, tau, gen):
+        loss = nt_xent(model(make_views(images, aug, 2, gen))[1], tau)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+    with pytest.raises(AssertionError, match="zero the gradients"):
+        ex.check_train_step(no_zero_grad)
+
+    def no_step(model, images, aug, opt, tau, gen):
+        return nt_xent(model(make_views(images, aug, 2, gen))[1], tau)
+    with pytest.raises(AssertionError, match="first step"):
+        ex.check_train_step(no_step)
+
+
+@pytest.mark.filterwarnings("ignore:lbfgs failed to converge")  # the unstandardised near-miss converges slowly
+def test_linear_probe_checker_and_its_near_misses():
+    from sklearn.linear_model import LogisticRegression
+
+    def probe(train_x, train_y, test_x, test_y, C, fit_x=None, fit_y=None, standardise=True):
+        mu, sd = train_x.mean(0), train_x.std(0)
+        f = (lambda x: (x - mu) / sd) if standardise else (lambda x: x)
+        clf = LogisticRegression(C=C, max_iter=1000)
+        clf.fit(f(train_x if fit_x is None else fit_x).numpy(), (train_y if fit_y is None else fit_y).numpy())
+        return float((clf.predict(f(test_x).numpy()) == test_y.numpy()).mean())
+    assert ex.check_linear_probe(probe).startswith("correct")
+    with pytest.raises(AssertionError, match="fit the classifier on the training features only"):
+        ex.check_linear_probe(lambda a, b, c, d, C: probe(a, b, c, d, C, fit_x=c, fit_y=d))
+    with pytest.raises(AssertionError, match="standardise both sets"):
+        ex.check_linear_probe(lambda a, b, c, d, C: probe(a, b, c, d, C, standardise=False))
 
 
 def test_lars_checker():
