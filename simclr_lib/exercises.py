@@ -95,7 +95,7 @@ def check_nt_xent(fn: Callable[[torch.Tensor, float], torch.Tensor], n_views: in
     loss without the self-mask, or with the positive in the wrong column, gets its own hint."""
     count = 0
     for z, tau, v in _batches():
-        if v != n_views or len(z) < 4:
+        if v != n_views:
             continue
         got, want = fn(z.clone(), tau), nt_xent(z, tau, v)
         assert torch.is_tensor(got) and got.numel() == 1, "return a scalar tensor (the mean over all 2N anchors)"
