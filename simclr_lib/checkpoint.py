@@ -171,10 +171,18 @@ def load_pretrained(path: Union[str, Path], map_location: Union[str, torch.devic
     Returns:
         (model, config) — the model on ``map_location``, the run's ``SimCLRConfig``.
     """
+    return model_from_checkpoint(load_checkpoint(path, map_location), path, map_location)
+
+
+def model_from_checkpoint(ckpt: dict, path: Union[str, Path], map_location: Union[str, torch.device] = "cpu"):
+    """:func:`load_pretrained` for a checkpoint dict already read from ``path`` (named in errors): no second read.
+
+    Returns:
+        (model, config) — the model on ``map_location``, in eval mode, and the run's ``SimCLRConfig``.
+    """
     from .config import SimCLRConfig
     from .models import build_model
 
-    ckpt = load_checkpoint(path, map_location)
     cfg = SimCLRConfig.from_dict(ckpt["config"])
     model = build_model(cfg)
     load_weights(model, ckpt["model"], path)

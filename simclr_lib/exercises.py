@@ -285,7 +285,7 @@ def check_knn(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torc
         agree = (got == want).float().mean().item()
         if agree <= 0.97:
             euclid = train_y[torch.cdist(test_x, train_x).topk(k, largest=False).indices]  # M x k
-            euclid = torch.nn.functional.one_hot(euclid, 4).sum(1).argmax(1)
+            euclid = F.one_hot(euclid, 4).sum(1).argmax(1)
             assert (got == euclid).float().mean().item() < 0.97, (
                 f"k={k}: that is a Euclidean kNN; use cosine similarity (normalise the rows, then a matrix "
                 "product), which ignores the length of a feature vector")

@@ -43,18 +43,25 @@ def project_root() -> Path:
     return here
 
 
-def env_smoke() -> bool:
-    """``SIMCLR_SMOKE`` as a bool: 1/yes/true/on are True, unset/empty/0/no/false/off False (any case).
+def env_flag(name: str, yes: str, no: str) -> Optional[bool]:
+    """The environment variable ``name`` as a yes/no value (any case): True for 1/yes/true/on, False for
+    0/no/false/off, None when unset or empty.
 
     Raises:
-        ValueError: for any other value, in one line.
+        ValueError: for any other value, in one line that says what ``yes`` and ``no`` do.
     """
-    value = os.environ.get("SIMCLR_SMOKE", "")
+    value = os.environ.get(name, "")
     word = value.strip().lower()
+    if not word:
+        return None
     if word in TRUE_WORDS or word in FALSE_WORDS:
         return word in TRUE_WORDS
-    raise ValueError(f"SIMCLR_SMOKE={value!r} is not a yes/no value; use 1/yes/true/on for smoke, "
-                     f"0/no/false/off (or leave it unset) for not")
+    raise ValueError(f"{name}={value!r} is not a yes/no value; use 1/yes/true/on {yes}, 0/no/false/off {no}")
+
+
+def env_smoke() -> bool:
+    """``SIMCLR_SMOKE`` as a bool: 1/yes/true/on are True, unset/empty/0/no/false/off False (:func:`env_flag`)."""
+    return bool(env_flag("SIMCLR_SMOKE", "for smoke", "(or leave it unset) for not"))
 
 
 def resolve_mode(smoke: Optional[bool] = None, mode: Optional[str] = None) -> str:
@@ -105,12 +112,9 @@ def download_wanted(mode: str) -> bool:
     """May a missing CIFAR-10 be downloaded? ``SIMCLR_DOWNLOAD`` (1/yes or 0/no) decides when set; otherwise yes
     wherever the network reaches :data:`CIFAR_HOST` (Colab, a local JupyterLab with internet), never in smoke
     mode (CI: seconds, offline)."""
-    value = os.environ.get("SIMCLR_DOWNLOAD", "").strip().lower()
-    if value:
-        if value not in TRUE_WORDS + FALSE_WORDS:
-            raise ValueError(f"SIMCLR_DOWNLOAD={value!r} is not a yes/no value; use 1/yes to download a missing "
-                             "CIFAR-10, 0/no to never download")
-        return value in TRUE_WORDS
+    wanted = env_flag("SIMCLR_DOWNLOAD", "to download a missing CIFAR-10", "to never download")
+    if wanted is not None:
+        return wanted
     return mode != "smoke" and _reachable(CIFAR_HOST)
 
 
@@ -167,11 +171,7 @@ def use_shipped(s: Setup) -> bool:
     """True when notebooks 04-06 study the shipped encoder instead of notebook 03's run: CIFAR-10, ``SIMCLR_OWN``
     not set to yes (``SIMCLR_OWN=1`` studies your own run), and quick mode, or full mode without notebook 03's
     checkpoint (Colab gives every notebook its own machine: 04-06 load instead of retraining 03's model)."""
-    value = os.environ.get("SIMCLR_OWN", "")
-    if value.strip().lower() not in TRUE_WORDS + FALSE_WORDS:
-        raise ValueError(f"SIMCLR_OWN={value!r} is not a yes/no value; use 1/yes to study your own notebook-03 "
-                         "run, 0/no (or leave it unset) for the shipped encoder")
-    own = value.strip().lower() in TRUE_WORDS
+    own = env_flag("SIMCLR_OWN", "to study your own notebook-03 run", "(or leave it unset) for the shipped encoder")
     wanted = s.mode == "quick" or (s.mode == "full" and not s.checkpoint.is_file())
     return s.dataset == "cifar10" and not own and wanted
 

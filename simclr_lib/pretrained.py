@@ -24,7 +24,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from .checkpoint import load_checkpoint, load_pretrained
+from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import resolve_data_dir
 from .notebook import REPO_URL
 
@@ -90,8 +90,8 @@ def pretrained(source: PathLike, *, data_dir: Optional[PathLike] = None,
     if expected and actual != expected:
         raise ValueError(f"{path} has sha256 {actual} but {expected} is expected: it is another or a damaged "
                          f"file; replace it (git checkout, download again) or pass the matching sha256")
-    ckpt = load_checkpoint(path, map_location="cpu")
-    model, cfg = load_pretrained(path, map_location)
+    ckpt = load_checkpoint(path, map_location="cpu")  # read once: weights, config and history
+    model, cfg = model_from_checkpoint(ckpt, path, map_location)
     info = dict(name=name, path=str(path), sha256=actual, description=description, epoch=ckpt.get("epoch"),
                 history_length=len(ckpt.get("history") or []), version=ckpt.get("version"))
     return model, cfg, info

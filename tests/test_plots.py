@@ -103,11 +103,6 @@ def test_similarity_plots():
     assert len(fig.axes) == 2 and len(fig.axes[0].get_legend().get_texts()) == 3
 
 
-def test_histogram_lines():
-    fig = plots.histogram_lines({"a": torch.rand(12), "b": np.ones(12)}, bins=4)
-    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 3
-
-
 # --- training (notebooks 03-04) -------------------------------------------------------------------------------------
 def _history():
     return [dict(epoch=e, loss=5 - e * 0.1, contrastive_top1=0.1 * e, contrastive_top5=0.2 * e,

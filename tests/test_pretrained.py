@@ -96,7 +96,7 @@ def test_raw_base_is_the_repository_of_the_notebooks():
 def test_wrong_hash_is_refused_before_loading(repo, ckpt, tmp_path, monkeypatch):
     path, sha, _, _ = ckpt
     loads = []
-    monkeypatch.setattr(PT, "load_pretrained", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr(PT, "load_checkpoint", lambda *a, **k: loads.append(a))  # the one read of the file
     PT.REGISTRY["tiny"] = PT.Entry("weights/tiny.pt", WRONG, "bad hash")
     with pytest.raises(ValueError) as e:
         simclr_lib.pretrained("tiny", data_dir=tmp_path)

@@ -21,7 +21,7 @@ from .grids import SCORE_NAMES, effect_bars
 from .pipeline import pipeline_diagram
 from .training import (compare_runs, confusion_matrix, plot_curves, plot_history, plot_label_fractions,
                        plot_schedules, plot_trust_ratios)
-from .views import (histogram_lines, histogram_overlay, image_grid, mask_panels, positive_mask_matrix,
+from .views import (histogram_overlay, image_grid, mask_panels, positive_mask_matrix,
                     similarity_heatmap, softmax_vs_temperature, view_rows)
 
 __all__ = ["OP_NAMES", "figure", "figure_format", "label", "markdown_table", "save_figure", "to_hwc", "to_numpy",
@@ -30,5 +30,5 @@ __all__ = ["OP_NAMES", "figure", "figure_format", "label", "markdown_table", "sa
            "SCORE_NAMES", "effect_bars",
            "compare_runs", "confusion_matrix", "plot_curves", "plot_history", "plot_label_fractions", "plot_schedules",
            "plot_trust_ratios",
-           "histogram_lines", "histogram_overlay", "image_grid", "mask_panels", "positive_mask_matrix", "similarity_heatmap",
+           "histogram_overlay", "image_grid", "mask_panels", "positive_mask_matrix", "similarity_heatmap",
            "softmax_vs_temperature", "view_rows"]

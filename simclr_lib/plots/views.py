@@ -168,19 +168,3 @@ def histogram_overlay(panels: Mapping[str, Sequence[Images]], bins: int, names: 
         ax.legend(fontsize=6, ncol=2)
     axes[0, 0].set_ylabel("fraction of pixels")
     return fig
-
-
-def histogram_lines(hists: Mapping[str, Images], bins: int, size: float = 3.0) -> Figure:
-    """Per-channel colour histograms (from ``shortcut.color_histogram``), one panel per entry, R/G/B lines.
-
-    Shape: each value (3 * bins,).
-    """
-    fig, axes = figure(1, len(hists), (size * len(hists), size * 0.8), squeeze=False, sharey=True)
-    centres = (np.arange(bins) + 0.5) / bins
-    for ax, (title, h) in zip(axes[0], hists.items()):
-        h = to_numpy(h).reshape(3, bins)
-        for c, colour in enumerate(("tab:red", "tab:green", "tab:blue")):
-            ax.plot(centres, h[c], color=colour, marker=".")
-        ax.set_title(title, fontsize=9), ax.set_xlabel("intensity")
-    axes[0, 0].set_ylabel("fraction of pixels")
-    return fig
