@@ -21,7 +21,7 @@ def default_to_smoke(environ: MutableMapping[str, str]) -> None:
 
 default_to_smoke(os.environ)
 
-# The generated student editions (python -m simclr_lib.student) have no stored outputs and stub exercises, so nbval
+# The generated student editions (python tools/student.py) have no stored outputs and stub exercises, so nbval
 # would fail them; tests/test_student.py checks them instead. Paths are relative to this file; a path named on the
 # command line is still collected.
 collect_ignore_glob = ["notebooks/student/*"]

@@ -15,7 +15,7 @@ import torch
 import torchvision
 
 from simclr_lib.optim import LARS, param_groups
-from simclr_lib.seeds import SpijkervetLARS
+from simclr_lib.teaching.popular_repos import SpijkervetLARS
 
 
 def _setup(make_opt, device: str):

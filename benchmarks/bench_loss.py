@@ -16,7 +16,7 @@ import sys
 CHILD = r"""
 import json, resource, statistics, sys, time, torch, torch.nn.functional as F
 from simclr_lib.loss import nt_xent
-from simclr_lib.seeds import spijkervet_nt_xent, sthalles_info_nce
+from simclr_lib.teaching.popular_repos import spijkervet_nt_xent, sthalles_info_nce
 form, n, d, repeats, device, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 torch.set_num_threads(threads)
 fns = {"ours": lambda z: nt_xent(z, 0.5),

@@ -354,15 +354,16 @@ def budget_callback(ctx: Ctx, cfg, target: Optional[float], walls: list[float], 
 
 def load_trained(ckpt: Path, device: Any) -> tuple[Any, Any, list[dict]]:
     """The model (eval mode), its SimCLRConfig and the history stored in a checkpoint."""
-    from simclr_lib.checkpoint import load_checkpoint, load_pretrained
+    from simclr_lib.runs.checkpoint import load_checkpoint
+    from simclr_lib.runs.registry import pretrained as load_model
 
-    model, cfg = load_pretrained(ckpt, map_location=device)
+    model, cfg, _ = load_model(ckpt, map_location=device)
     return model, cfg, load_checkpoint(ckpt)["history"]
 
 
 def ckpt_history(ckpt: Path) -> list[dict]:
     """The per-epoch history stored in a checkpoint ([] when there is none)."""
-    from simclr_lib.checkpoint import load_checkpoint
+    from simclr_lib.runs.checkpoint import load_checkpoint
 
     return load_checkpoint(ckpt)["history"] if ckpt.is_file() else []
 
@@ -441,7 +442,7 @@ def evaluate_frozen(encoder: torch.nn.Module, cfg: "SimCLRConfig", ctx: Ctx, spl
 
 def random_encoder(cfg, device: torch.device) -> torch.nn.Module:
     """The same architecture at random init (seeded), on ``device``."""
-    from simclr_lib.models import build_model
+    from simclr_lib.config import build_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)
@@ -457,7 +458,7 @@ def stage_c(ctx: Ctx) -> Optional[dict]:
         return None
     if ctx.ran and not ctx.dry and ctx.left() < EVAL_RESERVE_S and prog["calls"][-1]["stopped"] == "already trained":
         return None
-    from simclr_lib.data import labelled_splits
+    from simclr_lib.config import labelled_splits
 
     model = model.to(ctx.device)
     splits = labelled_splits(cfg, *((512, 256) if ctx.dry else (50_000, 10_000)))
@@ -534,7 +535,7 @@ COMPARED_FIELDS_IGNORED = ("out_dir", "data_dir", "checkpoint_every", "progress"
 
 def seed_series_checkpoint(ctx: Ctx) -> str:
     """Put stage c's checkpoint where the notebooks look for the series' full run, when the recipes agree."""
-    from simclr_lib import notebook
+    from simclr_lib.teaching import notebook
 
     s = notebook.setup(smoke=False, mode="full", data_dir=ctx.data.get("data_dir"))
     if s.checkpoint.is_file():
@@ -543,7 +544,7 @@ def seed_series_checkpoint(ctx: Ctx) -> str:
     artifacts.restore_portable(ctx.out / "portable" / "c.pt", ckpt)
     if artifacts.checkpoint_epoch(ckpt) < 0:
         return "absent (stage c has no checkpoint): notebook 03 trains the series' model itself"
-    from simclr_lib.checkpoint import load_checkpoint
+    from simclr_lib.runs.checkpoint import load_checkpoint
 
     want, have = notebook.series_config(s).to_dict(), load_checkpoint(ckpt)["config"]  # what c really trained
     diff = [k for k in want if k not in COMPARED_FIELDS_IGNORED and want[k] != have.get(k)]
@@ -617,7 +618,7 @@ def stage_e(ctx: Ctx, name: str) -> dict:
 # --------------------------------------------------------------------------------------------------------------
 def stage_f(ctx: Ctx) -> dict:
     """Stage c's model as bf16, in parts of at most 16 MiB, with config and metrics; reloaded to check it."""
-    from simclr_lib.models import build_model
+    from simclr_lib.config import build_model
 
     ckpt = ctx.out / "c" / "run" / "checkpoints" / "last.pt"
     artifacts.restore_portable(ctx.out / "portable" / "c.pt", ckpt)

@@ -26,13 +26,14 @@ from pathlib import Path
 import torch
 
 from simclr_lib import __version__
-from simclr_lib.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
+from simclr_lib.runs.checkpoint import load_checkpoint, save_checkpoint
+from simclr_lib.runs.registry import pretrained as load_model
 from simclr_lib.data import load_dataset
 from simclr_lib.embed import tsne
 from simclr_lib.evaluate import features, knn_accuracy, linear_probe
-from simclr_lib.models import build_model
-from simclr_lib.plots import save_figure, scatter_by_class
-from simclr_lib.pretrained import file_sha256
+from simclr_lib.config import build_model
+from simclr_lib.teaching.plots import save_figure, scatter_by_class
+from simclr_lib.runs.registry import file_sha256
 from simclr_lib.runtime import atomic_write_text
 
 PROBE_CS = (0.01, 0.1, 1.0)  # chosen on a held-out 20 % of the training labels (as notebook 04)
@@ -69,7 +70,7 @@ def main() -> None:
     p.add_argument("--command", default="python -m simclr_lib pretrain --preset cpu --out runs/small-cifar10")
     args = p.parse_args()
     ckpt = load_checkpoint(Path(args.run) / "checkpoints" / "last.pt")
-    model, cfg = load_pretrained(Path(args.run) / "checkpoints" / "last.pt")
+    model, cfg, _ = load_model(Path(args.run) / "checkpoints" / "last.pt")
     if ckpt["epoch"] != cfg.epochs:
         raise SystemExit(f"{args.run} has trained {ckpt['epoch']} of {cfg.epochs} epochs; finish it with --resume")
     out = Path(args.weights)
@@ -90,7 +91,7 @@ def main() -> None:
                    train_seconds=sum(r["seconds"] for r in history), trained=trained, random_init=random,
                    tsne=str(figure), history=history)
     atomic_write_text(json.dumps(metrics, indent=2), out / f"{args.name}.metrics.json")
-    atomic_write_text(cfg.to_json() + "\n", out / f"{args.name}.config.json")
+    atomic_write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n", out / f"{args.name}.config.json")
     atomic_write_text(f"{sha}  {weights.name}\n", out / f"{args.name}.sha256")
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
     print(f'REGISTRY["{args.name}"] = Entry("{weights.as_posix()}", "{sha}", ...)')

@@ -1,7 +1,7 @@
 """Notebook 06's experiments at a longer scale (issue 12, item 4): the same settings, seeds and validation split.
 
 Effects that need long training (the temperature optimum, the batch-size gain) cannot show in the quick run's six
-epochs; this runs :data:`simclr_lib.experiments.EFFECTS` at ``SCALES["long"]`` (30 epochs of 10,000 CIFAR-10
+epochs; this runs :data:`simclr_lib.teaching.experiments.EFFECTS` at ``SCALES["long"]`` (30 epochs of 10,000 CIFAR-10
 training images, the small encoder, two seeds) and writes every run to one JSON file as soon as it finishes, so an
 interrupted sweep continues where it stopped. Notebook 06 plots the file beside its own run.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from simclr_lib import experiments as ex
+from simclr_lib.teaching import experiments as ex
 
 
 class SavedRuns(dict):

@@ -7,5 +7,5 @@ __version__ = "0.2.0"
 # warns once, with the local path of its install. The fallback is what we want there: no warning.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from .config import SimCLRConfig  # noqa: E402,F401
-from .pretrained import pretrained  # noqa: E402,F401  (the function shadows the module name)
+from simclr_lib.config import SimCLRConfig  # noqa: E402,F401
+from simclr_lib.runs.registry import pretrained  # noqa: E402,F401  (the function shadows the module name)

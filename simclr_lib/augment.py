@@ -26,9 +26,22 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .augment_ops import (OPS, _NEUTRAL, _check_settings, _constant, adjust_hue, blur_kernel_size,  # noqa: F401
-                          color_jitter, gaussian_blur, grayscale, hflip, resized_crop, rgb_to_grayscale,
-                          sample_crop_boxes, to_float)
+from simclr_lib.augment_ops import (  # noqa: F401
+    _NEUTRAL,
+    OPS,
+    _check_settings,
+    _constant,
+    adjust_hue,
+    blur_kernel_size,
+    color_jitter,
+    gaussian_blur,
+    grayscale,
+    hflip,
+    resized_crop,
+    rgb_to_grayscale,
+    sample_crop_boxes,
+    to_float,
+)
 
 
 # --- per-image reference (torchvision) -----------------------------------------------------------------------
@@ -64,6 +77,8 @@ def augment_per_image(images: Tensor, n_views: int = 2, transform: Optional[Call
     """Loop over samples with a per-image ``transform`` (default: :func:`reference_transform`).
 
     Shape: (B, 3, H, W) -> (n_views * B, 3, S, S), view-major (all first views, then all second views, ...).
+
+    Taught in notebook 01.
     """
     if n_views < 1:
         raise ValueError(f"n_views={n_views} must be >= 1")
@@ -81,6 +96,8 @@ class SimCLRAugment(torch.nn.Module):
     ``ops`` keeps only some of :data:`OPS` (crop, flip, jitter, grayscale, blur) for every call, e.g. the
     augmentation ablation of Sec. 3 / Fig. 5; without "crop" the whole image is resized. The random parameters are
     drawn the same way whatever ``ops`` says, so the default (all of OPS) is the full pipeline, bit for bit.
+
+    Taught in notebook 00 (used in 01, 02, 03, 05).
     """
 
     cpu_block_pixels: int = 128 * 32 * 32  # pixels per block on CPU (cache blocking; no effect on the result)
@@ -215,6 +232,8 @@ def make_views(images: Tensor, augment: "SimCLRAugment", n_views: int = 2,
 def color_distortion(x: Tensor, strength: float = 0.5, generator: Optional[torch.Generator] = None) -> Tensor:
     """The paper's ``color_distortion(image, s)`` (App. A): jitter with p=0.8, then greyscale with p=0.2, on a
     batch at its own size. Shape: (B, 3, H, W) -> (B, 3, H, W) float32 in [0, 1].
+
+    Taught in notebook 01.
     """
     x = to_float(_check_batch(x))  # B x 3 x H x W
     _check_generator(generator, x.device)

@@ -12,16 +12,15 @@ import dataclasses
 import functools
 import inspect
 import io
-import json
 import math
 import tokenize
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .data import DATASETS
-from .models import ARCHS
-from .optim import LR_SCALINGS, OPTIMIZERS
-from .runtime import PRECISIONS
+from simclr_lib.data import DATASETS, SHAPES_SIZES, ImageData, load_dataset
+from simclr_lib.models import ARCHS, ProjectionHead, SimCLRModel, build_encoder
+from simclr_lib.optim import LR_SCALINGS, OPTIMIZERS
+from simclr_lib.runtime import PRECISIONS
 
 # Fields of earlier versions that runs saved then may still hold; they no longer change anything.
 RETIRED_FIELDS = ("augment_backend",)  # 0.1: "per_image" trained through torchvision on the CPU (removed)
@@ -49,6 +48,8 @@ def dataset_defaults(dataset: str, image_size: Optional[int] = None) -> dict[str
 
     For ``"folder"`` they follow the image size: CIFAR-10's up to ``SMALL_IMAGE`` px, STL-10's above (unknown
     size: only the size is left open, to be read from the images).
+
+    Taught in notebook 03.
     """
     if dataset in DATASET_DEFAULTS:
         return dict(DATASET_DEFAULTS[dataset])
@@ -208,9 +209,6 @@ class SimCLRConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SimCLRConfig":
         known = {f.name for f in dataclasses.fields(cls)}
@@ -225,7 +223,7 @@ class SimCLRConfig:
 
     def peak_lr(self) -> float:
         """Peak learning rate: ``lr`` if given, else the scaling rule of App. B.1 applied to ``batch_size``."""
-        from .optim import scaled_lr
+        from simclr_lib.optim import scaled_lr
 
         if self.lr is not None:
             return self.lr
@@ -238,6 +236,8 @@ def field_comments() -> dict[str, str]:
     """Each ``SimCLRConfig`` field's trailing ``# comment`` in this file: the CLI's help texts.
 
     Read from the source (installed packages ship it); ``{}`` where there is none (e.g. a bytecode-only install).
+
+    Taught in notebook 03.
     """
     try:
         source = inspect.getsource(SimCLRConfig)
@@ -248,3 +248,53 @@ def field_comments() -> dict[str, str]:
     body = ast.parse(source).body[0].body
     return {node.target.id: comments[node.end_lineno] for node in body
             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.end_lineno in comments}
+
+
+# --- builders: a config -> the objects of a run (the lower modules never import the config back) ---------------
+def build_model(cfg: SimCLRConfig) -> SimCLRModel:
+    """The SimCLR model of a config: the ``cfg.arch`` encoder (``cifar_stem``; ``small_width``/``small_depth``
+    for ``small``) and a ``cfg.proj_layers`` head of width ``cfg.proj_hidden_dim`` (None: the encoder's)
+    projecting to ``cfg.proj_out_dim`` (with a last BN if ``cfg.proj_last_bn``).
+
+    Taught in notebook 02 (used in 03, 04, 05).
+    """
+    encoder, feat_dim = build_encoder(cfg.arch, cfg.cifar_stem, cfg.zero_init_residual, cfg.dataset,
+                                      cfg.small_width, cfg.small_depth)
+    head = ProjectionHead(feat_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, cfg.proj_layers,
+                          last_bn=cfg.proj_last_bn)
+    return SimCLRModel(encoder, head, feat_dim)
+
+
+def load_pretrain_data(cfg: SimCLRConfig) -> ImageData:
+    """The pre-training images of ``cfg`` (STL-10: train + unlabeled), the first ``cfg.subset`` of them.
+
+    Taught in notebook 03.
+    """
+    split = "train+unlabeled" if cfg.dataset == "stl10" else "train"
+    return load_dataset(cfg.dataset, split, cfg.data_dir, folder=cfg.folder, subset=cfg.subset,
+                        download=cfg.download, image_size=cfg.image_size, progress=cfg.progress,
+                        skip_corrupt=cfg.skip_corrupt)
+
+
+def labelled_splits(cfg: SimCLRConfig, n_train: int, n_test: int) -> tuple[ImageData, ImageData]:
+    """The first ``n_train`` / ``n_test`` labelled images of the train / test split of ``cfg.dataset``.
+
+    Taught in notebook 04.
+    """
+    kw = dict(data_dir=cfg.data_dir, download=cfg.download, image_size=cfg.image_size, progress=cfg.progress,
+              skip_corrupt=cfg.skip_corrupt)
+    if cfg.dataset == "shapes":  # generated: draw only what is needed
+        return (load_dataset("shapes", "train", subset=min(n_train, SHAPES_SIZES["train"]), **kw),
+                load_dataset("shapes", "test", subset=min(n_test, SHAPES_SIZES["test"]), **kw))
+    train, test = load_dataset(cfg.dataset, "train", **kw), load_dataset(cfg.dataset, "test", **kw)
+    return train.subset(min(len(train), n_train)), test.subset(min(len(test), n_test))
+
+
+def load_monitor_data(cfg: SimCLRConfig) -> Optional[tuple[ImageData, ImageData]]:
+    """Labelled (train, test) images for the kNN monitor, at most ``cfg.knn_subset`` each; None for folders.
+
+    Taught in notebook 03.
+    """
+    if cfg.dataset == "folder" or cfg.knn_every <= 0:
+        return None
+    return labelled_splits(cfg, cfg.knn_subset, cfg.knn_subset)

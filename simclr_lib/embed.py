@@ -1,7 +1,7 @@
 """Looking at representations: t-SNE / PCA maps, nearest neighbours, retrieval precision, TensorBoard projector.
 
 Only the numbers and the projector files; their figures (class-coloured maps, thumbnails, neighbour grids) are in
-:mod:`simclr_lib.plots`.
+:mod:`simclr_lib.teaching.plots`.
 """
 from __future__ import annotations
 
@@ -12,24 +12,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from simclr_lib.runtime import to_numpy
+
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
-
-
-def _np(x: ArrayLike, dtype: type = np.float32) -> np.ndarray:
-    """A tensor, array or sequence as a NumPy array of ``dtype``. Shape: unchanged."""
-    return (x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)).astype(dtype, copy=False)
 
 
 def _check_2d(features: ArrayLike, name: str = "features") -> np.ndarray:
     """``features`` as a float32 array, checked to be 2-D with at least two rows. Shape: (N, D) -> (N, D)."""
-    x = _np(features)
+    x = to_numpy(features)
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"{name} must be a 2-D array (N >= 2, D), got shape {x.shape}")
     return x
 
 
 def pca(features: ArrayLike, n_components: int = 2) -> np.ndarray:
-    """Principal-component projection. Shape: (N, D) -> (N, n_components)."""
+    """Principal-component projection. Shape: (N, D) -> (N, n_components).
+
+    Taught in notebook 05.
+    """
     from sklearn.decomposition import PCA
 
     x = _check_2d(features)
@@ -47,6 +47,8 @@ def tsne(features: ArrayLike, n_components: int = 2, perplexity: float = 30.0, s
 
     Shape:
         (N, D) -> (N, n_components); needs N > perplexity.
+
+    Taught in notebook 05.
     """
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
@@ -84,8 +86,10 @@ def retrieval_precision(features: ArrayLike, labels: ArrayLike, k: int = 10) -> 
 
     Shape:
         features: (N, D), labels: (N,) -> float in [0, 1].
+
+    Taught in notebook 05.
     """
-    lab = torch.as_tensor(_np(labels, np.int64))
+    lab = torch.as_tensor(to_numpy(labels, np.int64))
     x = _check_2d(features)
     if lab.shape != (len(x),):
         raise ValueError(f"labels must have shape ({len(x)},), got {tuple(lab.shape)}")
@@ -100,13 +104,15 @@ def export_projector(log_dir: Union[str, Path], features: ArrayLike, labels: Opt
 
     Open with ``tensorboard --logdir <log_dir>`` (PROJECTOR tab). Returns ``log_dir``, which holds
     ``projector_config.pbtxt``. Shape: features (N, D), labels (N,), images (N, 3, H, W) uint8.
+
+    Taught in notebook 05.
     """
     from torch.utils.tensorboard import SummaryWriter
 
     x = torch.as_tensor(_check_2d(features))
     meta = None
     if labels is not None:
-        lab = _np(labels, np.int64)
+        lab = to_numpy(labels, np.int64)
         if lab.shape != (len(x),):
             raise ValueError(f"labels must have shape ({len(x)},), got {lab.shape}")
         meta = [classes[i] if classes is not None else str(i) for i in lab]

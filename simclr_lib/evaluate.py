@@ -23,9 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .augment import to_float
-from .models import SimCLRModel
-from .runtime import autocast_context, resolve_device
+from simclr_lib.augment import to_float
+from simclr_lib.config import SimCLRConfig, build_model
+from simclr_lib.data import ImageData, balanced_indices
+from simclr_lib.models import SimCLRModel
+from simclr_lib.runtime import autocast_context, resolve_device
 
 DeviceLike = Union[str, torch.device, None]
 PROBE_BACKENDS = ("torch", "sklearn")
@@ -53,7 +55,10 @@ def evaluation_mode(*modules: Optional[nn.Module]) -> Iterator[None]:
 
 
 def module_device(module: nn.Module) -> torch.device:
-    """The device of the module's first parameter or buffer (CPU for a module without any)."""
+    """The device of the module's first parameter or buffer (CPU for a module without any).
+
+    Taught in notebook 04.
+    """
     for t in list(module.parameters()) + list(module.buffers()):
         return t.device
     return torch.device("cpu")
@@ -138,6 +143,8 @@ def standardize(train_x: torch.Tensor, test_x: torch.Tensor) -> tuple[torch.Tens
 
     Shape:
         train_x: (N, D), test_x: (M, D) -> the same shapes.
+
+    Taught in notebook 04.
     """
     mu, sd = train_x.mean(0), train_x.std(0, unbiased=False)  # D, D
     sd = torch.where(sd > 1e-6 * sd.max().clamp_min(1e-12), sd, torch.ones_like(sd))
@@ -182,6 +189,8 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 
     Shape:
         train_x: (N, D), train_y: (N,), test_x: (M, D), test_y: (M,) -> dict of floats.
+
+    Taught in notebook 04.
     """
     if backend not in PROBE_BACKENDS:
         raise ValueError(f"backend={backend!r} is unknown; choose one of {', '.join(PROBE_BACKENDS)}")
@@ -220,6 +229,8 @@ def select_C(train_x: torch.Tensor, train_y: torch.Tensor, Cs: Sequence[float] =
 
     Ties go to the first in ``Cs``. Returns the chosen C and ``[[C, val_top1], ...]``.
     Shape: train_x (N, D), train_y (N,).
+
+    Taught in notebook 04.
     """
     y = torch.as_tensor(train_y).cpu()
     fit = balanced_indices(y, fraction=1 - val_fraction, seed=seed)
@@ -235,7 +246,10 @@ def select_C(train_x: torch.Tensor, train_y: torch.Tensor, Cs: Sequence[float] =
 
 def linear_probe_both(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                       **kwargs) -> dict:
-    """:func:`linear_probe` with both backends on the same features, plus their gap in accuracy points."""
+    """:func:`linear_probe` with both backends on the same features, plus their gap in accuracy points.
+
+    Taught in notebook 04.
+    """
     res = {b: linear_probe(train_x, train_y, test_x, test_y, backend=b, **kwargs) for b in PROBE_BACKENDS}
     res["gap_points"] = 100 * abs(res["torch"]["top1"] - res["sklearn"]["top1"])
     return res
@@ -274,26 +288,50 @@ def knn_predict(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
 
 def knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                  k: int = 200, temperature: float = 0.1, weighted: bool = True, **kwargs) -> float:
-    """Top-1 accuracy of :func:`knn_predict` (k = 200, T = 0.1: the InstDisc monitor). Shape: as knn_predict."""
+    """Top-1 accuracy of :func:`knn_predict` (k = 200, T = 0.1: the InstDisc monitor). Shape: as knn_predict.
+
+    Taught in notebook 04 (used in 05).
+    """
     _, yte = _check_xy(test_x, test_y, "test")
     pred = knn_predict(train_x, train_y, test_x, k, temperature, weighted, **kwargs)
     return (pred == yte.cpu()).float().mean().item()
 
 
-def balanced_indices(labels: torch.Tensor, per_class: Optional[int] = None, fraction: Optional[float] = None,
-                     seed: int = 0) -> torch.Tensor:
-    """Indices of a class-balanced random subset: ``per_class`` images of each class, or ``fraction`` of each
-    class (at least one). Shape: labels (N,) -> (n,) int64, sorted."""
-    if (per_class is None) == (fraction is None) or (fraction is not None and not 0 < fraction <= 1) \
-            or (per_class is not None and per_class < 1):
-        raise ValueError(f"give exactly one of per_class >= 1 or 0 < fraction <= 1 (got {per_class}, {fraction})")
-    g, labels = torch.Generator().manual_seed(seed), torch.as_tensor(labels).cpu()
-    chosen = []
-    for c in labels.unique():
-        idx = (labels == c).nonzero().flatten()
-        n = per_class if per_class is not None else max(1, round(fraction * len(idx)))
-        chosen.append(idx[torch.randperm(len(idx), generator=g)[:n]])
-    return torch.cat(chosen).sort().values
+def random_init_model(cfg: SimCLRConfig, seed: Optional[int] = None, device: DeviceLike = None) -> SimCLRModel:
+    """The model of ``cfg`` never trained (seeded with ``seed``, default ``cfg.seed``), in eval mode: the floor every
+    result is reported beside, built the same way everywhere.
+
+    Taught in notebook 04.
+    """
+    torch.manual_seed(cfg.seed if seed is None else seed)
+    return build_model(cfg).to(resolve_device(device) if device is not None else "cpu").eval()
+
+
+def evaluate_frozen(model: nn.Module, train: ImageData, test: ImageData, spaces: Sequence[str] = ("h",),
+                    scores: Sequence[str] = ("probe", "knn"), knn_k: int = 200,
+                    C: Union[float, Sequence[float]] = 1.0) -> dict:
+    """Top-1 accuracies (fractions) of a frozen encoder: a linear probe fitted on ``train``'s features and a cosine
+    kNN classifier against them, scored on ``test``, for each feature space (h, z = g(h); Sec. 4.2).
+
+    The one evaluation of a frozen encoder: the kNN monitor of a run, the quickstart, the experiments, the CLI and
+    the benchmarks call it for the trained model and for :func:`random_init_model` of the same config.
+
+    Shape:
+        returns ``{"probe_h": float, "knn_h": float, ...}`` (keys ``<score>_<space>``), plus ``"probe_h_result"``
+        (:func:`linear_probe`'s dict) and ``"test_features_h"`` (M, D) for each space.
+
+    Taught in notebook 04.
+    """
+    out: dict = {}
+    for space in spaces:
+        ftr, fte = features(model, train.images, space), features(model, test.images, space)
+        if "probe" in scores:
+            res = linear_probe(ftr, train.labels, fte, test.labels, C=C)
+            out[f"probe_{space}"], out[f"probe_{space}_result"] = res["top1"], res
+        if "knn" in scores:
+            out[f"knn_{space}"] = knn_accuracy(ftr, train.labels, fte, test.labels, k=min(knn_k, len(ftr)))
+        out[f"test_features_{space}"] = fte
+    return out
 
 
 def label_fraction_sweep(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -302,6 +340,8 @@ def label_fraction_sweep(train_x: torch.Tensor, train_y: torch.Tensor, test_x: t
     """Linear probe trained on class-balanced subsets of the labels (``fractions``, or ``per_class`` counts).
 
     Returns one dict per setting: ``fraction`` or ``per_class``, ``n_labels`` and :func:`linear_probe`'s keys.
+
+    Taught in notebook 04.
     """
     settings = [("per_class", n) for n in per_class] if per_class is not None else [("fraction", f) for f in fractions]
     rows = []
@@ -320,6 +360,8 @@ def state_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 
     Shape:
         {name: tensor of the entry's shape}.
+
+    Taught in notebook 04.
     """
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -329,6 +371,8 @@ def changed_state(before: dict[str, torch.Tensor], module: nn.Module) -> list[st
 
     BatchNorm running statistics change under a train-mode forward pass, even inside ``no_grad``; the linear
     evaluation protocol (Sec. 4) needs the encoder frozen, which :func:`features` guarantees.
+
+    Taught in notebook 04.
     """
     now = module.state_dict()
     if set(now) != set(before):

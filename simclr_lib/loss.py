@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .runtime import no_autocast
+from simclr_lib.runtime import no_autocast
 
 
 def _check(z: torch.Tensor, temperature: float, n_views: int) -> int:
@@ -35,16 +35,26 @@ def _check(z: torch.Tensor, temperature: float, n_views: int) -> int:
     return z.shape[0] // n_views
 
 
-def _similarity_logits(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cosine similarities divided by temperature, the diagonal (self-similarity) set to -inf.
+def cosine_logits(z: torch.Tensor, temperature: float, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """sim(z_i, z_k) / tau (cosine similarity, Eq. 1) of the anchors ``rows`` (default: every row) against every
+    row, the self-similarity set to -inf (exp(-inf) = 0 drops k = i). Float32 with autocast off, so it is safe
+    under fp16/bf16 autocast even at tau = 0.07. The one place the loss, its logits/labels form, the negative
+    weights and the contrastive accuracy compute similarities.
 
     Shape:
-        z: (M, D) -> (M, M), M = n_views * N.
+        z: (M, D), rows: (A,) -> (A, M); (M, M) without ``rows``.
+
+    Taught in notebook 02.
     """
-    z = F.normalize(z.float(), dim=1)  # M x D, unit rows, float32 even under autocast
-    logits = z @ z.T / temperature  # M x M
-    self_mask = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
-    return logits.masked_fill(self_mask, float("-inf"))  # M x M, exp(-inf) = 0 drops k = i
+    with no_autocast(z.device.type):
+        zf = F.normalize(z.float(), dim=1)  # M x D, unit rows
+        if rows is None:
+            logits = zf @ zf.T / temperature  # M x M
+            self_mask = torch.eye(zf.shape[0], dtype=torch.bool, device=z.device)
+        else:
+            logits = zf[rows] @ zf.T / temperature  # A x M
+            self_mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, rows[:, None], True)
+        return logits.masked_fill(self_mask, float("-inf"))
 
 
 def positive_index(n: int, n_views: int = 2, device: Optional[torch.device] = None) -> torch.Tensor:
@@ -52,6 +62,8 @@ def positive_index(n: int, n_views: int = 2, device: Optional[torch.device] = No
 
     Shape:
         (M, n_views - 1) with M = n_views * n; row i holds (i + k*n) mod M for k = 1 .. n_views-1.
+
+    Taught in notebook 00.
     """
     rows = torch.arange(n * n_views, device=device)[:, None]  # M x 1
     shifts = n * torch.arange(1, n_views, device=device)[None, :]  # 1 x (V-1)
@@ -80,18 +92,9 @@ def nt_xent(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2,
         z: (n_views * N, D), anchors: (A,) -> scalar.
     """
     n = _check(z, temperature, n_views)
-    m = z.shape[0]
     with no_autocast(z.device.type):
-        zf = F.normalize(z.float(), dim=1)  # M x D, unit rows, float32 even under autocast
-        if anchors is None:
-            rows = torch.arange(m, device=z.device)
-            logits = zf @ zf.T / temperature  # M x M
-            self_mask = torch.eye(m, dtype=torch.bool, device=z.device)
-        else:
-            rows = anchors
-            logits = zf[rows] @ zf.T / temperature  # A x M
-            self_mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, rows[:, None], True)
-        logits = logits.masked_fill(self_mask, float("-inf"))  # exp(-inf) = 0 drops k = i
+        logits = cosine_logits(z, temperature, anchors)  # A x M (M x M without anchors), self -inf
+        rows = torch.arange(z.shape[0], device=z.device) if anchors is None else anchors
         positives = positive_index(n, n_views, z.device)[rows]  # A x (V-1)
         if n_views == 2:
             return F.cross_entropy(logits, positives[:, 0])
@@ -110,7 +113,7 @@ def negative_weights(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2
         z: (n_views * N, D) -> (M, M), M = n_views * N; each row sums to 1 - (its positives' p).
     """
     n = _check(z, temperature, n_views)
-    p = torch.softmax(_similarity_logits(z, temperature), dim=1)  # M x M, 0 on the diagonal
+    p = torch.softmax(cosine_logits(z, temperature), dim=1)  # M x M, 0 on the diagonal
     return p.scatter(1, positive_index(n, n_views, z.device), 0.0)  # M x M, positives zeroed
 
 
@@ -122,9 +125,11 @@ def contrastive_accuracy(z: torch.Tensor, n_views: int = 2, topk: tuple[int, ...
 
     Shape:
         z: (n_views * N, D) -> {"top1": float, "top5": float}
+
+    Taught in notebook 02.
     """
     n = _check(z, 1.0, n_views)
-    sim = _similarity_logits(z, 1.0)  # M x M, diagonal -inf
+    sim = cosine_logits(z, 1.0)  # M x M, diagonal -inf
     pos = positive_index(n, n_views, z.device)  # M x (V-1)
     pos_sim = sim.gather(1, pos)  # M x (V-1)
     rank = (sim[:, None, :] > pos_sim[:, :, None]).sum(-1)  # M x (V-1): others scoring higher
@@ -144,11 +149,12 @@ def info_nce_logits(z: torch.Tensor, temperature: float = 0.5, n_views: int = 2,
     Shape:
         z: (n_views * N, D) -> logits (M * (n_views-1), 1 + K), labels (M * (n_views-1),) with M = n_views * N
         and K = M - 2 (or top_k).
+
+    Taught in notebook 02.
     """
     n = _check(z, temperature, n_views)
     m = z.shape[0]
-    zf = F.normalize(z.float(), dim=1)  # M x D
-    sim = zf @ zf.T / temperature  # M x M
+    sim = cosine_logits(z, temperature)  # M x M (the self-similarity, -inf, is dropped below)
     pos = positive_index(n, n_views, z.device)  # M x (V-1)
     anchors = torch.arange(m, device=z.device).repeat_interleave(n_views - 1)  # P = M*(V-1)
     partners = pos.reshape(-1)  # P

@@ -15,16 +15,13 @@
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torchvision
 
-from .data import STATS
-
-if TYPE_CHECKING:  # config imports ARCHS from here: no import of config at run time
-    from .config import SimCLRConfig
+from simclr_lib.data import STATS
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "small")  # the encoders build_encoder builds
 RESNET_FEAT_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
@@ -41,6 +38,8 @@ class Normalize(nn.Module):
 
     Shape:
         (B, 3, H, W) float in [0, 1] -> (B, 3, H, W).
+
+    Taught in notebook 03.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -62,6 +61,8 @@ def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
     Shape:
         (B, c_in, H, W) -> (B, c_out, ceil(H / stride), ceil(W / stride)).
+
+    Taught in notebook 03.
     """
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
                          nn.ReLU(inplace=True))
@@ -79,6 +80,8 @@ class SmallEncoder(nn.Module):
 
     Shape:
         (B, 3, H, W) -> (B, widths[-1]).
+
+    Taught in notebook 03.
     """
 
     def __init__(self, widths: Sequence[int] = SMALL_WIDTHS, depths: Sequence[int] = SMALL_DEPTHS,
@@ -115,6 +118,8 @@ class ResNetEncoder(torchvision.models.ResNet):
 
     Shape:
         (B, 3, H, W) in [0, 1] -> (B, 512) for resnet18/34, (B, 2048) for resnet50.
+
+    Taught in notebook 03.
     """
 
     def __init__(self, arch: str = "resnet18", cifar_stem: bool = True, zero_init_residual: bool = False,
@@ -149,6 +154,8 @@ def build_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool =
 
     Returns:
         (encoder, feat_dim); the encoder maps (B, 3, H, W) to (B, feat_dim).
+
+    Taught in notebook 04.
     """
     if dataset not in STATS:
         raise ValueError(f"dataset={dataset!r} has no input statistics; choose one of {', '.join(STATS)}")
@@ -180,6 +187,8 @@ class ProjectionHead(nn.Module):
 
     Shape:
         (B, in_dim) -> (B, out_dim).
+
+    Taught in notebook 03.
     """
 
     def __init__(self, in_dim: int, hidden_dim: Optional[int] = None, out_dim: int = 128, num_layers: int = 2,
@@ -216,6 +225,8 @@ class SimCLRModel(nn.Module):
 
     Shape:
         x: (B, 3, H, W) -> h: (B, feat_dim), z: (B, out_dim).
+
+    Taught in notebook 00 (used in 03).
     """
 
     def __init__(self, encoder: nn.Module, head: nn.Module, feat_dim: Optional[int] = None) -> None:
@@ -235,13 +246,3 @@ class SimCLRModel(nn.Module):
         z = self.head(h)  # B x out_dim
         return h, z
 
-
-def build_model(cfg: SimCLRConfig) -> SimCLRModel:
-    """The SimCLR model of a config: the ``cfg.arch`` encoder (``cifar_stem``; ``small_width``/``small_depth``
-    for ``small``) and a ``cfg.proj_layers`` head of width ``cfg.proj_hidden_dim`` (None: the encoder's)
-    projecting to ``cfg.proj_out_dim`` (with a last BN if ``cfg.proj_last_bn``)."""
-    encoder, feat_dim = build_encoder(cfg.arch, cfg.cifar_stem, cfg.zero_init_residual, cfg.dataset,
-                                      cfg.small_width, cfg.small_depth)
-    head = ProjectionHead(feat_dim, cfg.proj_hidden_dim, cfg.proj_out_dim, cfg.proj_layers,
-                          last_bn=cfg.proj_last_bn)
-    return SimCLRModel(encoder, head, feat_dim)

@@ -34,6 +34,8 @@ class LARS(torch.optim.Optimizer):
         eta: trust coefficient (paper: 1e-3).
         exclude_1d: exclude parameters with ndim <= 1 (biases, BatchNorm) from decay and trust scaling.
         nesterov: Nesterov momentum (update = m * v + lr * trust * g).
+
+    Taught in notebook 00 (used in 02, 03, 06).
     """
 
     def __init__(self, params: Iterable, lr: float, momentum: float = 0.9, weight_decay: float = 1e-6,
@@ -138,7 +140,10 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,
                     warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` applying :func:`warmup_cosine`; call ``scheduler.step()`` after every optimiser step."""
+    """A ``LambdaLR`` applying :func:`warmup_cosine`; call ``scheduler.step()`` after every optimiser step.
+
+    Taught in notebook 03.
+    """
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps))
 
 
@@ -149,6 +154,8 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler:
     The scaler is enabled for fp16 only (``runtime.make_grad_scaler``): a disabled one passes the loss and the step
     through unchanged, so there is no ``if scaler`` branch. Used by ``train.train_step`` and ``evaluate``'s
     supervised / fine-tuning loop.
+
+    Taught in notebook 03.
     """
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -164,6 +171,8 @@ def scaled_lr(batch_size: int, rule: str = "sqrt", base_lr: Optional[float] = No
 
     ``"linear"``: base_lr * B / 256 (base 0.3); ``"sqrt"``: base_lr * sqrt(B) (base 0.075); ``"none"``: base_lr.
     For Adam/AdamW the base is 1e-3 at B = 256 and the rules scale it by B/256 or sqrt(B/256).
+
+    Taught in notebook 03.
     """
     adam = optimizer in ("adam", "adamw")
     if rule == "linear":
@@ -178,7 +187,10 @@ def scaled_lr(batch_size: int, rule: str = "sqrt", base_lr: Optional[float] = No
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights (decayed) and ndim <= 1 parameters (biases, BatchNorm: no decay, ``lars_exclude``)."""
+    """Two groups: weights (decayed) and ndim <= 1 parameters (biases, BatchNorm: no decay, ``lars_exclude``).
+
+    Taught in notebook 03.
+    """
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     return [dict(params=decay, weight_decay=weight_decay),
@@ -187,7 +199,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float = 1e-6, momentum: float = 0.9,
                     eta: float = 1e-3) -> torch.optim.Optimizer:
-    """LARS, SGD, Adam or AdamW over :func:`param_groups` (no decay on biases and BatchNorm for any of them)."""
+    """LARS, SGD, Adam or AdamW over :func:`param_groups` (no decay on biases and BatchNorm for any of them).
+
+    Taught in notebook 00 (used in 03).
+    """
     groups = param_groups(model, weight_decay)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta)
@@ -211,6 +226,8 @@ def trust_ratios(model: nn.Module, weight_decay: float = 1e-6, eta: float = 1e-3
 
     Shape:
         one float per named parameter with a ``.grad``: {name: ratio}, in ``named_parameters`` order.
+
+    Taught in notebook 03.
     """
     out = {}
     with torch.no_grad():
@@ -236,6 +253,8 @@ def epoch_stepped_cosine(epochs: int, steps_per_epoch: int, hold_epochs: int = 1
 
     Shape:
         -> list of ``epochs * steps_per_epoch`` multipliers of the peak learning rate.
+
+    Taught in notebook 03.
     """
     if epochs < 1 or steps_per_epoch < 1 or hold_epochs < 0:
         raise ValueError(f"need epochs >= 1, steps_per_epoch >= 1, hold_epochs >= 0; got {epochs}, "

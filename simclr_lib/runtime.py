@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # what resolve_precision resolves
+TEMP_PREFIX = ".simclr-"  # the temporary files of atomic writes: .simclr-<8 random characters>.tmp
 
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
@@ -104,7 +105,9 @@ def _atomic_file(path: Union[str, Path], mode: str):
     """Yield a file in ``path``'s folder; on success it is flushed, synced and renamed onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # a short name of its own (not ".<name>.<random>.tmp"): a 255-character file name still gets its temporary file;
+    # runs.lock.TEMP_PATTERNS finds the ones a killed write left behind
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a run's files get the mode every other file gets
     try:
         with os.fdopen(fd, mode) as f:
@@ -142,3 +145,11 @@ def atomic_write_text(text: str, path: Union[str, Path]) -> Path:
     with _atomic_file(path, "w") as f:
         f.write(text)
     return Path(path)
+
+
+def to_numpy(x: Any, dtype: type = np.float32) -> np.ndarray:
+    """A tensor (bf16 included, on any device), array or sequence as a NumPy array of ``dtype``. Shape: unchanged."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        x = x.float() if x.dtype == torch.bfloat16 else x
+    return np.asarray(x).astype(dtype, copy=False)

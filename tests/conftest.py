@@ -35,3 +35,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def step_loop():
+    """``run_steps(run, order, log) -> (loss_sum, z_all)``: the steps of ``train.pretrain``'s inner loop -- the same
+    calls in the same order, ``make_views -> train_step -> Recorder.step`` -- with the recorder's logging sync
+    replaced by ``log(loss, loss_sum, z_all)``, so a test can prove the rest never syncs with the host
+    (tests/test_train.py checks that ``pretrain`` still makes exactly these calls)."""
+    from simclr_lib.augment import make_views
+    from simclr_lib.runs.recorder import Recorder
+    from simclr_lib.train import train_step
+
+    def run_steps(run, order, log):
+        class Logged(Recorder):
+            def _log(self, loss):
+                log(loss, self.loss_sum, self.z_all)
+
+        cfg = run.cfg
+        with Logged(run) as rec:
+            for batch in order:
+                views = make_views(run.images[batch], run.augment, cfg.n_views, run.generator, cfg.channels_last)
+                loss, z_all = train_step(run.model, views, run.optimizer, run.scaler, cfg.temperature, cfg.n_views,
+                                         run.dtype, run.scheduler)
+                rec.step(loss, z_all)
+            return rec.loss_sum, rec.z_all
+    return run_steps

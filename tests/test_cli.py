@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from simclr_lib import __main__ as main_module
-from simclr_lib.checkpoint import load_checkpoint
+from simclr_lib.cli import commands as main_module
+from simclr_lib.runs.checkpoint import load_checkpoint
 from simclr_lib.config import CHOICES, SimCLRConfig, field_comments
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-import simclr_lib.checkpoint
+import simclr_lib.runs.checkpoint
 from simclr_lib import data as D
-from simclr_lib.__main__ import main
+from simclr_lib.cli.commands import main
 from simclr_lib.config import SimCLRConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -147,7 +147,7 @@ def loads(monkeypatch) -> list:
     def record(*a, **k):
         calls.append(a)
         raise RuntimeError("stopped at loading the checkpoint")
-    monkeypatch.setattr(simclr_lib.checkpoint, "load_pretrained", record)
+    monkeypatch.setattr(simclr_lib.runs.checkpoint, "load_pretrained", record)
     return calls
 
 
@@ -189,7 +189,7 @@ def test_results_are_written_atomically(run, tmp_path, capsys):
 def test_save_figure_is_atomic(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from simclr_lib.plots import save_figure
+    from simclr_lib.teaching.plots import save_figure
 
     fig_path = tmp_path / "fig.png"
     fig_path.write_bytes(b"old figure")
@@ -221,10 +221,10 @@ def test_skip_corrupt_flag(run, folder, tmp_path, capsys):
 
 
 def test_download_flag_reaches_load_dataset(tmp_path, capsys, monkeypatch):
-    from simclr_lib.models import build_model
+    from simclr_lib.config import build_model
 
     cfg = SimCLRConfig.smoke(dataset="cifar10", data_dir=str(tmp_path / "empty"))
-    monkeypatch.setattr(simclr_lib.checkpoint, "load_pretrained", lambda *a, **k: (build_model(cfg).eval(), cfg))
+    monkeypatch.setattr(simclr_lib.runs.checkpoint, "load_pretrained", lambda *a, **k: (build_model(cfg).eval(), cfg))
     calls = []
     monkeypatch.setattr(D.releases, "_download", lambda *a: calls.append(a) or "OSError: offline")  # _locate's
     rc, _, err = _cli(capsys, "knn", "--checkpoint", str(tmp_path), "--device", "cpu")

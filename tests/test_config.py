@@ -28,7 +28,7 @@ def test_series_quick_keeps_paper_temperature_and_lr_rule(tmp_path):
     """Notebooks 02/03/06 teach tau = 0.5, the sqrt LR rule and the paper's crops; only the CPU presets tune them."""
     import torch
 
-    from simclr_lib.notebook import Setup, series_config
+    from simclr_lib.teaching.notebook import Setup, series_config
 
     q = SimCLRConfig.quick()
     assert (q.temperature, q.peak_lr(), q.min_scale) == (0.1, 2.0, 0.2)

@@ -25,15 +25,15 @@ def test_resume_on_cuda_continues_the_run(tmp_path):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_step_loop_has_no_host_sync(tmp_path, precision):
+def test_step_loop_has_no_host_sync(tmp_path, precision, step_loop):
     """``set_sync_debug_mode("error")`` raises on any synchronising call inside the step loop."""
     run = train.setup_run(_cfg(tmp_path, precision=precision, batch_size=32))
     order = epoch_order(len(run.images), 32, 0, device=run.device)
-    train._step_loop(run, order[:2], log=lambda *a: None)  # warm-up: cuDNN plans, cached constants
+    step_loop(run, order[:2], log=lambda *a: None)  # warm-up: cuDNN plans, cached constants
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        train._step_loop(run, order, log=lambda *a: None)  # the logging syncs are excluded
+        step_loop(run, order, log=lambda *a: None)  # the logging syncs are excluded
     finally:
         torch.cuda.set_sync_debug_mode(0)
     torch.cuda.synchronize()

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from simclr_lib import data as D
-from simclr_lib import notebook as NB
-from simclr_lib import quickstart as Q
+from simclr_lib.teaching import notebook as NB
+from simclr_lib.cli import quickstart as Q
 from simclr_lib.data import files, find_dataset, load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,8 +243,8 @@ def test_simclr_smoke_garbage_and_mode_case(monkeypatch):
 
 def test_a_corrupt_shared_checkpoint_is_kept_aside_and_retrained(tmp_path, monkeypatch, capsys):
     from simclr_lib import train
-    from simclr_lib.checkpoint import save_checkpoint
-    from simclr_lib.models import build_model
+    from simclr_lib.runs.checkpoint import save_checkpoint
+    from simclr_lib.config import build_model
 
     s = NB.Setup("smoke", torch.device("cpu"), None, "shapes", tmp_path / "run")
     s.checkpoint.parent.mkdir(parents=True)
@@ -258,7 +258,7 @@ def test_a_corrupt_shared_checkpoint_is_kept_aside_and_retrained(tmp_path, monke
                         s.checkpoint)
 
     monkeypatch.setattr(train, "pretrain", fake_pretrain)
-    model, cfg, history = NB.pretrained(s)
+    model, cfg, history = NB.series_model(s)
     assert len(calls) == 1 and history == [{"e": 1}] and not model.training
     assert (s.checkpoint.parent / "last.pt.corrupt").read_bytes() == b"PK\x03\x04 truncated"
     notice = [line for line in capsys.readouterr().out.splitlines() if "last.pt.corrupt" in line]

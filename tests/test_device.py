@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from simclr_lib import runtime, train
+from simclr_lib.runs.state import Run
 from simclr_lib.augment import SimCLRAugment, _check_generator
 from simclr_lib.config import SimCLRConfig
 from simclr_lib.data import epoch_order
-from simclr_lib.finetune import random_crop_flip
-from simclr_lib.models import build_model
+from simclr_lib.teaching.finetune import random_crop_flip
+from simclr_lib.config import build_model
 from simclr_lib.optim import build_optimizer, build_scheduler
 
 META = torch.device("meta")
@@ -39,7 +40,7 @@ def test_resume_restores_rng_states_whatever_the_training_device(tmp_path):
 
 
 def test_set_rng_state_accepts_states_in_another_dtype_and_list_form():
-    from simclr_lib.checkpoint import rng_state, set_rng_state
+    from simclr_lib.runs.checkpoint import rng_state, set_rng_state
 
     gen = torch.Generator().manual_seed(3)
     state = rng_state(gen)
@@ -91,25 +92,25 @@ class _CopySpy:
         monkeypatch.setattr(torch.Tensor, "to", to)
 
 
-def _meta_run(cfg: SimCLRConfig, n: int = 48) -> train.Run:
+def _meta_run(cfg: SimCLRConfig, n: int = 48) -> Run:
     """A Run whose images, model, optimiser and augmentation live on ``meta``: any host sync raises there."""
     model = build_model(cfg).to(META).to(memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg.optimizer, cfg.peak_lr(), cfg.weight_decay, cfg.momentum, cfg.lars_eta)
-    return train.Run(cfg=cfg, device=META, rank=0, world_size=1,
+    return Run(cfg=cfg, device=META, rank=0, world_size=1,
                      images=torch.zeros(n, 3, 32, 32, dtype=torch.uint8, device=META), model=model, core=model,
                      optimizer=opt, scheduler=build_scheduler(opt, 100, 5),
                      scaler=runtime.make_grad_scaler(META, None), dtype=None,
                      augment=SimCLRAugment(32, 0.5).to(META), generator=None, steps_per_epoch=n // cfg.batch_size)
 
 
-def test_step_loop_makes_no_host_sync_and_no_host_to_device_copy(tmp_path, monkeypatch):
+def test_step_loop_makes_no_host_sync_and_no_host_to_device_copy(tmp_path, monkeypatch, step_loop):
     cfg = _cfg(tmp_path, batch_size=8)
     run = _meta_run(cfg)
     order = epoch_order(48, 8, 0, device=META)  # the one copy of the epoch
-    train._step_loop(run, order[:1], log=lambda *a: None)  # warm-up: per-device constants are cached once
+    step_loop(run, order[:1], log=lambda *a: None)  # warm-up: per-device constants are cached once
     spy, logs = _CopySpy(monkeypatch), []
     spy.active = True
-    loss_sum, z_all = train._step_loop(run, order, log=lambda *a: logs.append(a))  # .item() on meta would raise
+    loss_sum, z_all = step_loop(run, order, log=lambda *a: logs.append(a))  # .item() on meta would raise
     assert spy.copies == [] and run.step == 7 and len(logs) == 1 and z_all.shape == (16, cfg.proj_out_dim)
 
 
@@ -142,7 +143,7 @@ def test_dataset_defaults_and_overrides():
 
 
 def test_cli_flags_reach_the_config(monkeypatch):
-    from simclr_lib import __main__ as cli
+    from simclr_lib.cli import commands as cli
 
     seen = {}
     monkeypatch.setattr(train, "pretrain", lambda cfg, **kw: seen.setdefault("cfg", cfg) and

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simclr_lib import exercises as ex
+from simclr_lib.teaching import exercises as ex
 from simclr_lib.evaluate import knn_predict
 from simclr_lib.loss import nt_xent
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from simclr_lib import experiments as ex
+from simclr_lib.teaching import experiments as ex
 from simclr_lib.config import SimCLRConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -73,7 +73,7 @@ def test_pretraining_stops_at_the_budget_and_resumes_on_a_fresh_machine(tmp_path
 
 def test_portable_checkpoint_round_trip_and_parts(tmp_path):
     from simclr_lib.config import SimCLRConfig
-    from simclr_lib.models import build_model
+    from simclr_lib.config import build_model
 
     model = build_model(SimCLRConfig.smoke())
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

@@ -1,4 +1,4 @@
-"""simclr_lib.geometry (alignment, uniformity, pair similarities; Wang & Isola 2020) against naive references
+"""simclr_lib.teaching.geometry (alignment, uniformity, pair similarities; Wang & Isola 2020) against naive references
 written from the paper's definitions with explicit loops over pairs, and plots.geometry's figures."""
 import math
 
@@ -10,11 +10,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from simclr_lib.augment import SimCLRAugment, make_views
-from simclr_lib.geometry import (_mean_negative_similarity, alignment, embedding_geometry, pair_similarities,
-                                 uniformity)
-from simclr_lib.loss import positive_index
+from simclr_lib.teaching.geometry import (_mean_negative_similarity, alignment, embedding_geometry,
+                                          uniformity)
 from simclr_lib.models import ProjectionHead, SimCLRModel
-from simclr_lib.plots.geometry import alignment_uniformity_scatter, similarity_histograms
+from simclr_lib.teaching.plots.geometry import similarity_histograms
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -119,29 +118,6 @@ def test_uniformity_rejects_bad_input():
 
 
 # --- pair similarities ---------------------------------------------------------------------------------------------
-def test_pair_similarities_counts_and_values_match_the_loop():
-    n = 6
-    z1, z2 = _randn(n, 5), _randn(n, 5, seed=1)
-    pos, neg = pair_similarities(z1, z2)
-    assert pos.shape == (n,) and neg.shape == (2 * n * (n - 1),)  # 2N(2N - 2) / 2 unordered negative pairs
-    ref_pos, ref_neg = _pairs_loop([z1, z2])
-    np.testing.assert_allclose(pos.numpy(), ref_pos, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(neg.numpy(), ref_neg, rtol=1e-5, atol=1e-6)  # same order: upper triangle
-
-
-def test_pair_similarities_follow_the_view_major_layout_of_nt_xent():
-    """Positives are loss.positive_index's pairs, negatives every other off-diagonal entry (each once)."""
-    n = 5
-    z1, z2 = _randn(n, 4), _randn(n, 4, seed=1)
-    zf = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-    sim = zf @ zf.T  # 2N x 2N
-    is_pos = torch.zeros_like(sim, dtype=torch.bool).scatter_(1, positive_index(n, 2), True)
-    is_neg = ~is_pos & ~torch.eye(2 * n, dtype=torch.bool)
-    pos, neg = pair_similarities(z1, z2)
-    torch.testing.assert_close(pos, sim[:n].gather(1, positive_index(n, 2)[:n]).squeeze(1))
-    torch.testing.assert_close(neg.sort().values, sim[torch.triu(is_neg, 1)].sort().values)
-
-
 def test_mean_negative_similarity_is_exact_for_three_views():
     n = 4
     views = [_randn(n, 3, seed=s) for s in range(3)]
@@ -160,6 +136,17 @@ def _model(seed=0):
 
 def _images(n=12, size=8):
     return torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+
+
+def pair_similarities(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference, as a loop: positives cos(z1_i, z2_i); negatives every pair i < k of the view-major stack
+    [z1; z2] from two different images, in row-major order of the upper triangle."""
+    z = torch.cat([z1, z2]).double()
+    n, m = len(z1), 2 * len(z1)
+    cos = lambda a, b: (a @ b / (a.norm() * b.norm())).float()  # noqa: E731
+    pos = torch.stack([cos(z[i], z[i + n]) for i in range(n)])
+    neg = torch.stack([cos(z[i], z[k]) for i in range(m) for k in range(i + 1, m) if i % n != k % n])
+    return pos, neg
 
 
 AUGMENT = SimCLRAugment(size=8)
@@ -236,13 +223,3 @@ def test_similarity_histograms_returns_a_figure_with_two_histograms_and_a_legend
     with pytest.raises(ValueError, match="no positive"):
         similarity_histograms([], neg)
 
-
-def test_alignment_uniformity_scatter_returns_a_figure_with_every_point():
-    fig = alignment_uniformity_scatter({"random init": (0.1, -0.5), "trained": {"alignment": 0.6, "uniformity": -3}})
-    assert isinstance(fig, Figure)
-    ax = fig.axes[0]
-    assert len(ax.collections) == 2 and [t.get_text() for t in ax.texts] == ["random init", "trained"]
-    np.testing.assert_allclose(ax.collections[1].get_offsets()[0], [-3.0, 0.6])  # x = L_uniform, y = L_align
-    assert "L_uniform" in ax.get_xlabel() and "L_align" in ax.get_ylabel()
-    with pytest.raises(ValueError, match="empty"):
-        alignment_uniformity_scatter({})

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from simclr_lib.loss import info_nce_logits, nt_xent, nt_xent_naive
-from simclr_lib.seeds import spijkervet_nt_xent, sthalles_info_nce
+from simclr_lib.teaching.popular_repos import spijkervet_nt_xent, sthalles_info_nce
 
 
 def nt_xent_of_identical_views(n: int, temperature: float = 0.5, n_views: int = 2) -> float:

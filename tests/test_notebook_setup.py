@@ -2,7 +2,7 @@
 import pytest
 
 import simclr_lib.data as data_mod
-import simclr_lib.notebook as NB
+import simclr_lib.teaching.notebook as NB
 
 
 @pytest.fixture

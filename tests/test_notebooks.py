@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from simclr_lib import __version__
-from simclr_lib.notebook import REPO_URL
+from simclr_lib.teaching.notebook import REPO_URL
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = ["00_why_simclr", "01_augmentation_views", "02_infonce_similarity_matrix", "03_training_loop_lars",
@@ -29,7 +29,7 @@ def test_frame(name):
     title = cells[0]
     assert title["cell_type"] == "markdown"
     colab = f"https://colab.research.google.com/github/{REPO_URL.split('github.com/')[1]}/blob/main/notebooks/{name}.ipynb"
-    assert colab in title["text"], "title cell: Colab badge built from simclr_lib.notebook.REPO_URL"
+    assert colab in title["text"], "title cell: Colab badge built from simclr_lib.teaching.notebook.REPO_URL"
     assert "smoke" in title["text"] and "quick" in title["text"], "title cell: time per mode"
     code = [c for c in cells if c["cell_type"] == "code"]
     install = next(c for c in code if "google.colab" in c["text"])
@@ -42,8 +42,8 @@ def test_frame(name):
     params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1 and "SIMCLR_SMOKE" in params[0]["text"], "one parameters-tagged cell reads SIMCLR_SMOKE"
     assert any("NBVAL_CHECK_OUTPUT" in c["text"] for c in code), "at least one deterministic, checked cell"
-    assert any("simclr_lib.exercises" in c["text"] or "from simclr_lib.exercises" in c["text"] for c in code), \
-        "an exercise checked by simclr_lib.exercises"
+    assert any("simclr_lib.teaching.exercises" in c["text"] or "from simclr_lib.teaching.exercises" in c["text"] for c in code), \
+        "an exercise checked by simclr_lib.teaching.exercises"
 
 
 @pytest.mark.parametrize("name", EXPECTED)

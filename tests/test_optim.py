@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from simclr_lib.optim import LARS, build_optimizer, lars_step_per_parameter, build_scheduler, param_groups, scaled_lr, warmup_cosine
-from simclr_lib.seeds import SpijkervetLARS
+from simclr_lib.teaching.popular_repos import SpijkervetLARS
 
 
 def _net(seed=0):

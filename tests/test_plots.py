@@ -1,4 +1,4 @@
-"""simclr_lib.plots: every figure is a Figure (no pyplot state) with the expected panels and artists, the one
+"""simclr_lib.teaching.plots: every figure is a Figure (no pyplot state) with the expected panels and artists, the one
 Markdown table writer, atomic saving, and bad input failing with a clear message."""
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from PIL import Image
 
-from simclr_lib import plots
+from simclr_lib.teaching import plots
 from simclr_lib.embed import nearest_neighbours, pca
 from simclr_lib.optim import epoch_stepped_cosine, warmup_cosine
 
@@ -186,13 +186,6 @@ def test_scatter_by_class_draws_one_collection_per_class_and_saves(data, tmp_pat
     assert len(ax2.collections) == len(set(d.labels[:10].tolist()))
     with pytest.raises(ValueError, match="points"):
         plots.scatter_by_class(xy[:, :1], d.labels, d.classes)
-
-
-def test_scatter_3d(data, tmp_path):
-    d, feats = data
-    fig = plots.scatter_3d(pca(feats, 3), d.labels, d.classes)
-    assert fig.axes[0].name == "3d" and len(fig.axes[0].collections) == 8
-    _png(plots.save_figure(fig, tmp_path / "3d.png"))
 
 
 def test_thumbnail_scatter_draws_n_images(data, tmp_path):

@@ -1,4 +1,4 @@
-"""simclr_lib.plots.pipeline: the pipeline of Fig. 2 (notebook 00) is a Figure with every box, arrow label and
+"""simclr_lib.teaching.plots.pipeline: the pipeline of Fig. 2 (notebook 00) is a Figure with every box, arrow label and
 notebook note, made without pyplot state or drawn into a given axes."""
 import io
 
@@ -6,8 +6,8 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
-from simclr_lib.plots import figure
-from simclr_lib.plots.pipeline import BOX_LABELS, NOTEBOOK_NOTES, pipeline_diagram
+from simclr_lib.teaching.plots import figure
+from simclr_lib.teaching.plots.pipeline import BOX_LABELS, NOTEBOOK_NOTES, pipeline_diagram
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -1,4 +1,4 @@
-"""simclr_lib.pretrained: registry names, local paths and URLs; hashes, the download cache, offline, split parts."""
+"""simclr_lib.runs.registry: registry names, local paths and URLs; hashes, the download cache, offline."""
 import importlib
 import shutil
 import urllib.error
@@ -8,10 +8,10 @@ import torch
 
 import simclr_lib
 from simclr_lib import SimCLRConfig
-from simclr_lib.checkpoint import save_checkpoint
-from simclr_lib.models import build_model
+from simclr_lib.runs.checkpoint import save_checkpoint
+from simclr_lib.config import build_model
 
-PT = importlib.import_module("simclr_lib.pretrained")  # `simclr_lib.pretrained` is the function
+PT = importlib.import_module("simclr_lib.runs.registry")  # `simclr_lib.runs.registry` is the function
 pytestmark = pytest.mark.usefixtures("one_thread")
 WRONG = "0" * 64
 
@@ -88,9 +88,9 @@ def test_a_pip_install_without_the_repository_downloads_the_committed_file(repo,
 
 
 def test_raw_base_is_the_repository_of_the_notebooks():
-    from simclr_lib.notebook import REPO_URL
+    from simclr_lib.teaching.notebook import REPO_URL
 
-    assert PT.RAW_BASE == REPO_URL.replace("github.com", "raw.githubusercontent.com") + "/main/"
+    assert PT.RAW_BASE == REPO_URL.replace("github.com", "raw.githubusercontent.com") + f"/v{simclr_lib.__version__}/"
 
 
 def test_wrong_hash_is_refused_before_loading(repo, ckpt, tmp_path, monkeypatch):
@@ -176,24 +176,6 @@ def test_a_missing_file_url_is_the_same_one_line_error(tmp_path):
     assert "\n" not in str(e.value) and cache_files(tmp_path) == []
 
 
-def test_split_parts_are_joined_and_hash_checked(repo, ckpt, tmp_path, downloads):
-    path, sha, state, _ = ckpt
-    parts = PT.split_file(repo / "weights" / "tiny.pt", part_bytes=64 * 1024)
-    assert len(parts) > 2 and all((repo / "weights" / p).stat().st_size <= 64 * 1024 for p in parts)
-    PT.REGISTRY["split"] = PT.Entry("weights/tiny.pt", sha, "in parts", tuple(parts))
-    (repo / "weights" / "tiny.pt").unlink()  # only the parts are committed
-    model, _, info = simclr_lib.pretrained("split", data_dir=tmp_path / "a")
-    assert same_weights(model, state) and info["sha256"] == sha and cache_files(tmp_path / "a") == ["split.pt"]
-    PT.REGISTRY["shuffled"] = PT.Entry("weights/tiny.pt", sha, "parts out of order", tuple(reversed(parts)))
-    with pytest.raises(ValueError, match=f"has sha256 [0-9a-f]{{64}} but {sha} is expected; the parts"):
-        simclr_lib.pretrained("shuffled", data_dir=tmp_path / "b")
-    assert cache_files(tmp_path / "b") == []
-    PT.REGISTRY["remote"] = PT.Entry(f"file://{repo}/weights/tiny.pt", sha, "parts online", tuple(parts))
-    model, _, _ = simclr_lib.pretrained("remote", data_dir=tmp_path / "c", progress=False)
-    assert same_weights(model, state) and len(downloads) == len(parts)
-    assert cache_files(tmp_path / "c") == ["remote.pt"]  # downloaded parts removed once joined
-
-
 def test_unknown_name_lists_the_known_names(repo):
     with pytest.raises(ValueError, match="known names: none yet, the registry is empty"):
         simclr_lib.pretrained("resnet18-cifar10")
@@ -208,8 +190,6 @@ def test_shipped_entries_are_well_formed():
         assert PT._check_hex(entry.sha256, name) == entry.sha256, name
         assert entry.description and "\n" not in entry.description, name
         folder = (PT.REPO_ROOT / entry.url).parent
-        for part in entry.parts:
-            assert not (folder / part).is_file() or (folder / part).stat().st_size <= PT.PART_BYTES, part
 
 
 def test_the_shipped_cpu_encoder_is_the_documented_run_and_loads_hash_checked():

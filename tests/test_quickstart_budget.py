@@ -18,8 +18,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simclr_lib import __main__ as main_module
-from simclr_lib import quickstart as Q
+from simclr_lib.cli import commands as main_module
+from simclr_lib.cli import quickstart as Q
 from simclr_lib import train
 
 SIDE_SECONDS = 0.3  # the fake probe + t-SNE of one side

@@ -5,11 +5,12 @@ import types
 import pytest
 import torch
 
-from simclr_lib import notebook as NB
+from simclr_lib.teaching import notebook as NB
 from simclr_lib import train
 from simclr_lib.augment import SimCLRAugment
 from simclr_lib.config import SimCLRConfig
-from simclr_lib.models import SmallEncoder, build_model
+from simclr_lib.models import SmallEncoder
+from simclr_lib.config import build_model
 
 
 def _grey(views: torch.Tensor) -> torch.Tensor:
@@ -46,7 +47,7 @@ def test_bad_recipe_values_are_refused_in_one_line(field, value):
 
 
 def test_cli_flags_and_the_cpu_preset_reach_the_config(monkeypatch):
-    from simclr_lib import __main__ as cli
+    from simclr_lib.cli import commands as cli
 
     seen = {}
     monkeypatch.setattr(train, "pretrain", lambda cfg, **kw: seen.setdefault("cfg", cfg) and

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from simclr_lib import __main__ as cli
+from simclr_lib.cli import commands as cli
 from simclr_lib import runtime, train
-from simclr_lib.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
+from simclr_lib.runs.checkpoint import load_checkpoint, save_checkpoint
+from simclr_lib.runs.registry import pretrained as load_model
 from simclr_lib.config import SimCLRConfig
 from simclr_lib.optim import warmup_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCK_NAME = ".lock"  # simclr_lib.runlock.LOCK_NAME
+LOCK_NAME = ".lock"  # simclr_lib.runs.lock.LOCK_NAME
 SMOKE = ["--preset", "smoke", "--device", "cpu", "--no-progress", "--knn-every", "0"]
 
 
@@ -131,7 +132,7 @@ def test_out_is_a_file_or_below_a_file(tmp_path, capsys):
 
 
 def test_read_only_run_folder(tmp_path, monkeypatch):
-    from simclr_lib.runlock import prepare_out_dir
+    from simclr_lib.runs.lock import prepare_out_dir
 
     monkeypatch.setattr(os, "access", lambda *a, **k: False)  # a read-only file system (root ignores mode bits)
     with pytest.raises(ValueError, match="cannot write to the run folder"):
@@ -194,12 +195,12 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_weights_of_another_architecture_say_what_does_not_fit(tmp_path):
     cfg = SimCLRConfig.smoke(arch="small")
     other = SimCLRConfig.smoke(arch="resnet18")
-    from simclr_lib.models import build_model
+    from simclr_lib.config import build_model
 
     path = save_checkpoint(dict(model=build_model(other).state_dict(), config=cfg.to_dict(), epoch=1, step=1),
                            tmp_path / "last.pt")
     with pytest.raises(ValueError, match=r"do not fit the model its config describes: \d+ missing \(e\.g\. "):
-        load_pretrained(path)
+        load_model(path)
 
 
 @pytest.mark.parametrize("kw,first_cause", [(dict(temperature=0.01), "temperature=0.01 is low"),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from simclr_lib.shortcut import color_histogram, histogram_classifier, histogram_distances, histogram_pair_accuracy
+from simclr_lib.teaching.shortcut import color_histogram, histogram_classifier, histogram_distances, histogram_pair_accuracy
 
 
 def _naive_histogram(img: np.ndarray, bins: int, joint: bool) -> np.ndarray:

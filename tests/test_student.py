@@ -3,12 +3,15 @@ it, and its checker cells say "not done yet" instead of crashing."""
 import inspect
 import itertools
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from simclr_lib import exercises as ex
-from simclr_lib import student
+from simclr_lib.teaching import exercises as ex
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import student  # noqa: E402  (tools/student.py: a repository tool, not part of the package)
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 STUDENT_DIR = NB_DIR / student.STUDENT_DIR
@@ -43,19 +46,19 @@ def _stub(*args, **kwargs):
 
 def test_every_notebook_with_a_checker_has_tagged_exercises():
     for path in sorted(NB_DIR.glob("*.ipynb")):
-        if any("simclr_lib.exercises" in _text(c) for c in _nb(path)["cells"]) and not path.name.startswith(PENDING):
-            assert student.has_exercises(path), f"{path.name}: tag its exercise cell 'exercise' (simclr_lib/student.py)"
+        if any("simclr_lib.teaching.exercises" in _text(c) for c in _nb(path)["cells"]) and not path.name.startswith(PENDING):
+            assert student.has_exercises(path), f"{path.name}: tag its exercise cell 'exercise' (tools/student.py)"
 
 
 def test_student_editions_are_in_sync():
     assert SOLUTIONS, "no solution notebook has an 'exercise'-tagged cell"
     assert sorted(p.name for p in STUDENT_DIR.glob("*.ipynb")) == [p.name for p in SOLUTIONS], \
-        "run: python -m simclr_lib.student"
+        "run: python tools/student.py"
     for src in SOLUTIONS:
         text, counts = student.student_text(src)
         assert counts["stubbed"] >= 1
         assert (STUDENT_DIR / src.name).read_text(encoding="utf-8") == text, \
-            f"notebooks/student/{src.name} is out of date; run: python -m simclr_lib.student"
+            f"notebooks/student/{src.name} is out of date; run: python tools/student.py"
         assert student.student_text(src)[0] == text, "the generator is not deterministic"
 
 
@@ -112,7 +115,7 @@ def _write(tmp_path: Path, cells: list[dict]) -> Path:
 
 
 def test_generator_rules(tmp_path):
-    exercise = ('from simclr_lib.exercises import check_knn\n\nclass K:\n    def knn(self, a):\n        """Doc."""\n'
+    exercise = ('from simclr_lib.teaching.exercises import check_knn\n\nclass K:\n    def knn(self, a):\n        """Doc."""\n'
                 f"        {student.BEGIN}\n        secret = a + 1\n        return secret\n        {student.END}\n\n"
                 "print(check_knn(K().knn))")
     src = _write(tmp_path, [_cell("markdown", "[x](https://c/blob/main/notebooks/09_made_up.ipynb)"),

@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from simclr_lib.checkpoint import load_checkpoint, load_pretrained
+from simclr_lib.runs.checkpoint import load_checkpoint
+from simclr_lib.runs.registry import pretrained as load_model
 from simclr_lib.config import SimCLRConfig
 from simclr_lib.train import pretrain
 
@@ -24,7 +25,7 @@ def test_smoke_run_writes_everything(tmp_path):
     assert list(out.glob("events.out.tfevents.*"))
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
     assert {"model", "optimizer", "scheduler", "rng", "epoch", "step", "config"} <= set(ckpt)
-    model, cfg = load_pretrained(out / "checkpoints" / "last.pt")
+    model, cfg, _ = load_model(out / "checkpoints" / "last.pt")
     assert cfg == res.config and not model.training
 
 
@@ -100,3 +101,17 @@ def test_a_callback_stop_leaves_the_stopped_epoch_in_the_checkpoint(tmp_path):
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert ckpt["epoch"] == 2 == len(res.history)
     assert all(torch.equal(v, res.model.state_dict()[k]) for k, v in ckpt["model"].items())
+
+
+def test_pretrain_is_one_readable_loop_around_train_step():
+    """Issue 18: the loop a reader opens calls make_views -> train_step -> the recorder's step, in that order,
+    directly (the ``step_loop`` fixture of the no-host-sync tests runs exactly these calls)."""
+    import inspect
+
+    from simclr_lib import train as train_mod
+
+    src = inspect.getsource(train_mod.pretrain)
+    calls = [src.index(c) for c in ("setup_run(", "for epoch in", "for batch in order", "make_views(",
+                                      "train_step(", "rec.step(", "rec.end_epoch(", "rec.finish(")]
+    assert calls == sorted(calls)
+    assert len(src.splitlines()) <= 60

@@ -13,17 +13,16 @@ names and bytes); a cache that cannot be written only warns.
 * ``select``: :func:`load_dataset`, the one entry point, and what a run uses: :func:`load_pretrain_data`,
   :func:`labelled_splits`, :func:`load_monitor_data`, :func:`epoch_order`, :func:`find_dataset`.
 """
-from .files import CorruptImageError
-from .images import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, DATASETS, IMAGENET_MEAN, IMAGENET_STD, SHAPE_CLASSES,
-                     SHAPES_SIZES, SPLITS, STATS, STL10_CLASSES, ImageData, resize, resolve_cache_dir,
-                     resolve_data_dir, validation_split)
-from .releases import HOLDOUT_FRACTION, available, folder_eval_splits
-from .select import (epoch_order, find_dataset, labelled_splits, load_dataset, load_monitor_data,
-                     load_pretrain_data)
-from .shapes import make_shapes
+from simclr_lib.data.files import CorruptImageError
+from simclr_lib.data.images import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, DATASETS, IMAGENET_MEAN, IMAGENET_STD,
+                                    SHAPE_CLASSES, SHAPES_SIZES, SPLITS, STATS, STL10_CLASSES, ImageData,
+                                    balanced_indices, resize, resolve_cache_dir, resolve_data_dir, validation_split)
+from simclr_lib.data.releases import HOLDOUT_FRACTION, available, folder_eval_splits
+from simclr_lib.data.select import epoch_order, find_dataset, load_dataset
+from simclr_lib.data.shapes import make_shapes
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "DATASETS", "HOLDOUT_FRACTION", "IMAGENET_MEAN",
            "IMAGENET_STD", "SHAPE_CLASSES", "SHAPES_SIZES", "SPLITS", "STATS", "STL10_CLASSES", "CorruptImageError",
-           "ImageData", "available", "epoch_order", "find_dataset", "folder_eval_splits", "labelled_splits",
-           "load_dataset", "load_monitor_data", "load_pretrain_data", "make_shapes", "resize", "resolve_cache_dir",
+           "ImageData", "available", "balanced_indices", "epoch_order", "find_dataset", "folder_eval_splits", 
+           "load_dataset", "make_shapes", "resize", "resolve_cache_dir",
            "resolve_data_dir", "validation_split"]

@@ -16,8 +16,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from ..runtime import atomic_torch_save
-from .images import ImageData, resize
+from simclr_lib.data.images import ImageData, resize
+from simclr_lib.runtime import atomic_torch_save
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 CACHE_VERSION = 2  # 2: keyed on the files' content (1: names, sizes and mtimes)
@@ -140,8 +140,23 @@ def _image_files(folder: str, recursive: bool) -> list[str]:
 
 
 def _class_dirs(root: Path) -> list[str]:
-    """The class folders of ``root`` (sorted, hidden ones ignored)."""
-    return sorted(d for d in os.listdir(root) if not d.startswith(".") and (root / d).is_dir())
+    """The class folders of ``root`` (sorted, hidden ones ignored; a symlink back into ``root`` skipped, warned)."""
+    return sorted(d for d in os.listdir(root) if not d.startswith(".") and (root / d).is_dir()
+                  and not _aliased(root, d))
+
+
+def _aliased(root: Path, name: str) -> bool:
+    """Whether ``root/name`` is a symlink to ``root`` itself, above it or inside it (``loop -> .``, ``cats2 ->
+    cats``): read as a class, it would hold images that are already there (every image twice, for ``loop``)."""
+    link = root / name
+    if not link.is_symlink():
+        return False
+    target, base = link.resolve(), root.resolve()
+    if not (target == base or base.is_relative_to(target) or target.is_relative_to(base)):
+        return False  # a class folder kept elsewhere: a class like any other
+    warnings.warn(f"skipping {link} -> {os.readlink(link)}: a symlink to {target}, which is {root} or in it, is "
+                  "not a class of its own", stacklevel=2)
+    return True
 
 
 def _extra_classes(root: Path, ref_root: Path) -> str:

@@ -11,7 +11,6 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-
 PathLike = Union[str, Path]
 DATASETS = ("cifar10", "stl10", "folder", "shapes")
 SPLITS = {"cifar10": ("train", "test"), "stl10": ("train", "test", "unlabeled", "train+unlabeled"),
@@ -120,6 +119,30 @@ def resize(images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return out
 
 
+def balanced_indices(labels: torch.Tensor, per_class: Optional[int] = None, fraction: Optional[float] = None,
+                     seed: int = 0, keep_one_out: bool = False) -> torch.Tensor:
+    """Indices of a class-balanced random subset: ``per_class`` images of each class, or ``fraction`` of each
+    class (at least one). With ``keep_one_out``, a held-out part: never every image of a class, and nothing of a
+    class with fewer than two. The one class-balanced selection (label fractions, C's held-out part,
+    :func:`validation_split`). Shape: labels (N,) -> (n,) int64, sorted.
+
+    Taught in notebook 04.
+    """
+    if (per_class is None) == (fraction is None) or (fraction is not None and not 0 < fraction <= 1) \
+            or (per_class is not None and per_class < 1):
+        raise ValueError(f"give exactly one of per_class >= 1 or 0 < fraction <= 1 (got {per_class}, {fraction})")
+    g, labels = torch.Generator().manual_seed(seed), torch.as_tensor(labels).cpu()
+    chosen = [torch.zeros(0, dtype=torch.int64)]
+    for c in labels.unique():
+        idx = (labels == c).nonzero().flatten()
+        if keep_one_out and len(idx) < 2:
+            continue
+        n = per_class if per_class is not None else max(1, round(fraction * len(idx)))
+        n = min(n, len(idx) - 1) if keep_one_out else n
+        chosen.append(idx[torch.randperm(len(idx), generator=g)[:n]])
+    return torch.cat(chosen).sort().values
+
+
 def validation_split(data: ImageData, fraction: float = 0.1, seed: int = 0,
                      names: Sequence[str] = ("train", "validation")) -> tuple[ImageData, ImageData]:
     """Split labelled ``data`` class by class: a seeded ``fraction`` of each class (rounded, at least one of every
@@ -133,13 +156,8 @@ def validation_split(data: ImageData, fraction: float = 0.1, seed: int = 0,
     """
     if data.labels is None:
         raise ValueError(f"{data.name} has no labels; a class-balanced split needs a labelled folder or split")
-    g = torch.Generator().manual_seed(seed)
     held = torch.zeros(len(data), dtype=torch.bool)
-    for c in range(data.num_classes):
-        idx = (data.labels == c).nonzero().flatten()
-        if len(idx) >= 2:
-            n = min(max(round(fraction * len(idx)), 1), len(idx) - 1)
-            held[idx[torch.randperm(len(idx), generator=g)[:n]]] = True
+    held[balanced_indices(data.labels, fraction=fraction, seed=seed, keep_one_out=True)] = True
     if not held.any():
         raise ValueError(f"{data.name} has too few images per class to hold out a split; pass --test-folder")
 

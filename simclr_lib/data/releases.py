@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import os
 import pickle
+import tarfile
+import urllib.parse
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from .files import IMAGE_EXTENSIONS, _class_dirs, _extra_classes, _load_folder
-from .images import (CIFAR10_CLASSES, DATASETS, SPLITS, STL10_CLASSES, ImageData, PathLike, resolve_cache_dir,
-                     resolve_data_dir, validation_split)
+from simclr_lib.data.files import IMAGE_EXTENSIONS, _class_dirs, _extra_classes, _load_folder
+from simclr_lib.data.images import (CIFAR10_CLASSES, DATASETS, SPLITS, STL10_CLASSES, ImageData, PathLike,
+                                    resolve_cache_dir, resolve_data_dir, validation_split)
+from simclr_lib.runtime import atomic_write_bytes
 
 # --- CIFAR-10 and STL-10 binary releases (already uint8: no cache needed) -------------------------------------------
 CIFAR10_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # the release torchvision downloads too
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 _NUMPY_GLOBALS = {("_reconstruct", "multiarray"), ("scalar", "multiarray"), ("_frombuffer", "numeric")}
 _PICKLE_ALLOWED = ({(f"numpy{core}.{mod}", name) for core in (".core", "._core") for name, mod in _NUMPY_GLOBALS}
                    | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # encode: py3 protocol-2 bytes
@@ -85,18 +90,40 @@ def _read_stl10(root: Path, split: str) -> ImageData:
 
 
 def _download(dataset: str, data_dir: Path, split: str) -> Optional[str]:
-    """Download with torchvision; None on success, else the reason in one line."""
+    """Download CIFAR-10 (:func:`_download_cifar10`) or STL-10 (torchvision); None on success, else why in one line."""
     try:
-        import torchvision.datasets as tvd
-
         data_dir.mkdir(parents=True, exist_ok=True)
         if dataset == "cifar10":
-            tvd.CIFAR10(str(data_dir), train=split == "train", download=True)
+            _download_cifar10(data_dir)
         else:
+            import torchvision.datasets as tvd
+
             tvd.STL10(str(data_dir), split=split, download=True)
     except Exception as exc:  # no internet, read-only dir, bad checksum: all reported the same way
         return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     return None
+
+
+def _download_cifar10(data_dir: Path) -> None:
+    """``CIFAR10_URL`` (md5-checked against ``CIFAR10_MD5``) unpacked to ``data_dir/cifar-10-batches-py``: only
+    the batch files, by name, are written; nothing to do when every batch is there already."""
+    from torchvision.datasets.utils import download_url
+
+    binary = data_dir / "cifar-10-batches-py"
+    batches = [name for names in CIFAR10_BATCHES.values() for name in names]
+    if all((binary / name).is_file() for name in batches):
+        return
+    archive = data_dir / Path(urllib.parse.urlparse(CIFAR10_URL).path).name
+    download_url(CIFAR10_URL, str(data_dir), archive.name, md5=CIFAR10_MD5)
+    wanted = {f"{binary.name}/{name}" for name in [*batches, "batches.meta"]}
+    with tarfile.open(archive, "r:*") as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name in wanted:
+                atomic_write_bytes(tar.extractfile(member).read(), binary / Path(member.name).name)
+    missing = [name for name in batches if not (binary / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{CIFAR10_URL} holds no {binary.name}/{missing[0]}")
+    archive.unlink()
 
 
 def _locate(dataset: str, data_dir: Path, split: str, download: bool) -> tuple[str, Path]:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional, Union
 
 import torch
 
-from .files import _load_folder
-from .images import DATASETS, SHAPES_SIZES, SPLITS, ImageData, PathLike, resize, resolve_cache_dir, resolve_data_dir
-from .releases import _download, _load_cifar_folder, _locate, _read_cifar_batches, _read_stl10, available
-from .shapes import make_shapes
-
-if TYPE_CHECKING:
-    from ..config import SimCLRConfig
+from simclr_lib.data.files import _load_folder
+from simclr_lib.data.images import (DATASETS, SHAPES_SIZES, SPLITS, ImageData, PathLike, resize, resolve_cache_dir,
+                                    resolve_data_dir)
+from simclr_lib.data.releases import _download, _load_cifar_folder, _locate, _read_cifar_batches, _read_stl10, available
+from simclr_lib.data.shapes import make_shapes
 
 
 # --- the one entry point --------------------------------------------------------------------------------------------
@@ -73,30 +71,10 @@ def load_dataset(name: str, split: str = "train", data_dir: Optional[PathLike] =
 
 
 # --- what a run uses ---------------------------------------------------------------------------------------------
-def load_pretrain_data(cfg: SimCLRConfig) -> ImageData:
-    """The pre-training images of ``cfg`` (STL-10: train + unlabeled), the first ``cfg.subset`` of them."""
-    split = "train+unlabeled" if cfg.dataset == "stl10" else "train"
-    return load_dataset(cfg.dataset, split, cfg.data_dir, folder=cfg.folder, subset=cfg.subset,
-                        download=cfg.download, image_size=cfg.image_size, progress=cfg.progress,
-                        skip_corrupt=cfg.skip_corrupt)
 
 
-def labelled_splits(cfg: SimCLRConfig, n_train: int, n_test: int) -> tuple[ImageData, ImageData]:
-    """The first ``n_train`` / ``n_test`` labelled images of the train / test split of ``cfg.dataset``."""
-    kw = dict(data_dir=cfg.data_dir, download=cfg.download, image_size=cfg.image_size, progress=cfg.progress,
-              skip_corrupt=cfg.skip_corrupt)
-    if cfg.dataset == "shapes":  # generated: draw only what is needed
-        return (load_dataset("shapes", "train", subset=min(n_train, SHAPES_SIZES["train"]), **kw),
-                load_dataset("shapes", "test", subset=min(n_test, SHAPES_SIZES["test"]), **kw))
-    train, test = load_dataset(cfg.dataset, "train", **kw), load_dataset(cfg.dataset, "test", **kw)
-    return train.subset(min(len(train), n_train)), test.subset(min(len(test), n_test))
 
 
-def load_monitor_data(cfg: SimCLRConfig) -> Optional[tuple[ImageData, ImageData]]:
-    """Labelled (train, test) images for the kNN monitor, at most ``cfg.knn_subset`` each; None for folders."""
-    if cfg.dataset == "folder" or cfg.knn_every <= 0:
-        return None
-    return labelled_splits(cfg, cfg.knn_subset, cfg.knn_subset)
 
 
 

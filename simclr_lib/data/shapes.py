@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .images import SHAPE_CLASSES, SPLITS, ImageData
+from simclr_lib.data.images import SHAPE_CLASSES, SPLITS, ImageData
 
 # --- shapes: a generated, labelled set where colour does not give the class (paper Fig. 6) --------------------------
 _SUPERSAMPLE = 3  # 3x3 samples per pixel: anti-aliased edges

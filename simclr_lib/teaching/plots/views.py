@@ -15,7 +15,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .core import Images, figure, to_hwc, to_numpy
+from simclr_lib.teaching.plots.core import Images, figure, to_hwc, to_numpy
 
 
 def image_grid(images: Images, ncols: int = 8, titles: Optional[Sequence[str]] = None, size: float = 1.3,

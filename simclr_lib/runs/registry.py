@@ -4,11 +4,10 @@ A name is looked up in :data:`REGISTRY`; its file is either committed in this re
 repository root, e.g. ``weights/small-cifar10.pt``; read in place in a clone, downloaded from :data:`RAW_BASE`
 by a pip install without the repository, as on Colab) or downloaded from an ``https://`` URL (Colab) into
 ``<data dir>/pretrained``. Every registry entry carries the SHA-256 of its file: a file whose hash differs is
-refused, never loaded. Files over GitHub's comfortable size are committed as parts of at most 16 MiB
-(:func:`split_file`) and joined in the cache before the hash check.
+refused, never loaded.
 
-``simclr_lib.pretrained`` is the function; the module (``REGISTRY``, :func:`split_file`) is reached with
-``from simclr_lib.pretrained import REGISTRY`` or ``importlib.import_module("simclr_lib.pretrained")``.
+``simclr_lib.pretrained`` is this module's :func:`pretrained`: the one loader of trained models (a name, a run
+folder, a checkpoint file or a URL).
 """
 from __future__ import annotations
 
@@ -24,15 +23,18 @@ from typing import Any, Optional, Union
 
 import torch
 
-from .checkpoint import load_checkpoint, model_from_checkpoint
-from .data import resolve_data_dir
-from .notebook import REPO_URL
+from simclr_lib import __version__
+from simclr_lib.data import resolve_data_dir
+from simclr_lib.runs.checkpoint import load_checkpoint, model_from_checkpoint
+from simclr_lib.runs.paths import PathLike, checkpoint_file
 
-PathLike = Union[str, Path]
-REPO_ROOT = Path(__file__).resolve().parents[1]  # repository-relative registry URLs are resolved against it
+# The repository, in one place: every notebook's Colab badge and install cell, and the shipped weights, use it
+REPO_URL = "https://github.com/simclr-step-by-step/simclr-step-by-step"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # repository-relative registry URLs are resolved against it
 # where a repository file is downloaded from when this is a pip install without the repository (e.g. Colab)
-RAW_BASE = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/"
-PART_BYTES = 16 * 2**20  # largest part a split checkpoint is committed in
+# (the release tag of this version, so that a release's notebooks load that release's weights)
+RAW_BASE = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + f"/v{__version__}/"
 URL_SCHEMES = ("http://", "https://", "file://")
 
 
@@ -41,20 +43,17 @@ class Entry:
     """One shipped checkpoint.
 
     Attributes:
-        url: An ``https://`` URL, or a path relative to the repository root for a file committed here. With
-            ``parts``: the folder (URL or repository path) that holds the parts, ending in the joined file's name.
-        sha256: SHA-256 (64 hex digits) of the whole checkpoint file (of the joined parts).
+        url: An ``https://`` URL, or a path relative to the repository root for a file committed here.
+        sha256: SHA-256 (64 hex digits) of the checkpoint file.
         description: One line: architecture, data, epochs, what it reaches.
-        parts: File names, in order, of the <= 16 MiB parts (in ``url``'s folder) concatenated before loading.
     """
 
     url: str
     sha256: str
     description: str
-    parts: tuple[str, ...] = ()
 
 
-# Never an entry for a file that is not published. To come: the GPU ResNet-18 of issue 13 (split into parts).
+# Never an entry for a file that is not published. To come: the GPU ResNet-18 of issue 13 
 REGISTRY: dict[str, Entry] = {
     "small-cifar10": Entry(
         "weights/small-cifar10.pt", "1a492aca5bef0922ad8be695601e79542a6441e1bea1e2bce48a453fbf82b575",
@@ -66,7 +65,8 @@ REGISTRY: dict[str, Entry] = {
 def pretrained(source: PathLike, *, data_dir: Optional[PathLike] = None,
                map_location: Union[str, torch.device] = "cpu", progress: bool = True,
                sha256: Optional[str] = None) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
-    """Load a shipped or published SimCLR checkpoint, rebuilt from its own config, in eval mode.
+    """Load a trained SimCLR model -- shipped, published, or a run of yours -- rebuilt from its own config, in eval
+    mode: the one loader of trained models (``simclr_lib.pretrained``). Taught in notebook 04.
 
     Args:
         source: A :data:`REGISTRY` name; a local checkpoint file or run directory; or an ``http(s)://`` /
@@ -78,7 +78,8 @@ def pretrained(source: PathLike, *, data_dir: Optional[PathLike] = None,
 
     Returns:
         ``(model, config, info)``: the ``SimCLRModel``, its ``SimCLRConfig``, and a dict with ``name``,
-        ``path``, ``sha256``, ``description``, ``epoch`` (epochs trained), ``history_length`` and ``version``.
+        ``path``, ``sha256``, ``description``, ``epoch`` (epochs trained), ``history`` (the per-epoch records of
+        its training run), ``history_length`` and ``version``.
 
     Raises:
         ValueError: Unknown name, malformed hash, or a file whose SHA-256 is not the expected one.
@@ -92,14 +93,15 @@ def pretrained(source: PathLike, *, data_dir: Optional[PathLike] = None,
                          f"file; replace it (git checkout, download again) or pass the matching sha256")
     ckpt = load_checkpoint(path, map_location="cpu")  # read once: weights, config and history
     model, cfg = model_from_checkpoint(ckpt, path, map_location)
+    history = list(ckpt.get("history") or [])
     info = dict(name=name, path=str(path), sha256=actual, description=description, epoch=ckpt.get("epoch"),
-                history_length=len(ckpt.get("history") or []), version=ckpt.get("version"))
+                history=history, history_length=len(history), version=ckpt.get("version"))
     return model, cfg, info
 
 
 def _resolve(source: str, data_dir: Optional[PathLike], progress: bool,
              sha256: Optional[str]) -> tuple[Path, str, str, Optional[str]]:
-    """``(local file, name, description, expected sha256)``: downloads and joins parts where needed."""
+    """``(local file, name, description, expected sha256)``: downloads where needed."""
     cache = resolve_data_dir(data_dir) / "pretrained"
     if source.startswith(URL_SCHEMES):
         url, fragment = urllib.parse.urldefrag(source)
@@ -109,9 +111,7 @@ def _resolve(source: str, data_dir: Optional[PathLike], progress: bool,
         entry = REGISTRY[source]
         expected = _check_hex(entry.sha256, source)
         return _entry_file(source, entry, expected, cache, progress), source, entry.description, expected
-    path = Path(source).expanduser()
-    if path.is_dir() and (path / "checkpoints" / "last.pt").is_file():
-        path = path / "checkpoints" / "last.pt"
+    path = checkpoint_file(source)
     if path.is_file():
         return path, path.stem, "", _check_hex(sha256, source)
     known = ", ".join(sorted(REGISTRY)) or "none yet, the registry is empty"
@@ -123,22 +123,15 @@ def _resolve(source: str, data_dir: Optional[PathLike], progress: bool,
 
 
 def _entry_file(name: str, entry: Entry, expected: Optional[str], cache: Path, progress: bool) -> Path:
-    """The local file of a registry entry: the repository's own, or downloaded / joined into ``cache``."""
-    remote = entry.url.startswith(URL_SCHEMES)
-    if not entry.parts:
-        if remote:
-            return fetch(entry.url, cache / (name + (Path(entry.url).suffix or ".pt")), expected, progress)
-        path = REPO_ROOT / entry.url
-        if path.is_file():
-            return path  # a clone: read in place
-        # a pip install (Colab): the same file from the repository, cached and hash-checked
-        return fetch(RAW_BASE + entry.url, cache / (name + (Path(entry.url).suffix or ".pt")), expected, progress)
+    """The local file of a registry entry: the repository's own, or downloaded into ``cache``."""
     dst = cache / (name + (Path(entry.url).suffix or ".pt"))
-    if dst.is_file():
-        return _verified(dst, expected, f"delete it to fetch {name} again")
-    parent = entry.url.rsplit("/", 1)[0] + "/" if "/" in entry.url else ""
-    sources = [parent + p if remote else str(REPO_ROOT / parent / p) for p in entry.parts]
-    return join_parts(sources, dst, expected, progress)
+    if entry.url.startswith(URL_SCHEMES):
+        return fetch(entry.url, dst, expected, progress)
+    path = REPO_ROOT / entry.url
+    if path.is_file():
+        return path  # a clone: read in place
+    # a pip install (Colab): the same file from the release in the repository, cached and hash-checked
+    return fetch(RAW_BASE + entry.url, dst, expected, progress)
 
 
 def fetch(url: str, dst: Path, expected: Optional[str] = None, progress: bool = True) -> Path:
@@ -172,51 +165,6 @@ def fetch(url: str, dst: Path, expected: Optional[str] = None, progress: bool = 
     finally:
         _remove_partials(Path(tmp))
     return dst
-
-
-def join_parts(sources: list[str], dst: Path, expected: Optional[str], progress: bool = True) -> Path:
-    """Concatenate the parts (local paths or URLs, in order) into ``dst``, atomically and hash-checked.
-
-    Downloaded parts are cached next to ``dst`` (an interrupted fetch keeps those it has) until the joined file is
-    in place, then removed.
-    """
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    local = [fetch(s, dst.with_name(f"{dst.name}.part{i}"), None, progress) if s.startswith(URL_SCHEMES)
-             else Path(s) for i, s in enumerate(sources)]
-    missing = [str(p) for p in local if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"part {missing[0]} of {dst.name} is not here ({len(missing)} of {len(local)} "
-                                "missing); clone the repository with its weights/ folder, or pass a local path")
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".join")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in local:
-                with open(part, "rb") as f:
-                    while chunk := f.read(2**20):
-                        out.write(chunk)
-        _verified(Path(tmp), expected, f"the parts {', '.join(sources)} do not make the expected file; fetch "
-                                       "them again")
-        os.replace(tmp, dst)
-    finally:
-        _remove_partials(Path(tmp))
-    for s, p in zip(sources, local):
-        if s.startswith(URL_SCHEMES):
-            p.unlink(missing_ok=True)
-    return dst
-
-
-def split_file(path: PathLike, part_bytes: int = PART_BYTES) -> list[str]:
-    """Split a checkpoint into ``<name>.part0``, ``.part1``, ... next to it, for committing it in parts.
-
-    Returns:
-        The parts' file names, in order: an :class:`Entry`'s ``parts`` (with the whole file's ``sha256``).
-    """
-    path, names = Path(path), []
-    with open(path, "rb") as f:
-        while chunk := f.read(part_bytes):
-            names.append(f"{path.name}.part{len(names)}")
-            (path.parent / names[-1]).write_bytes(chunk)
-    return names
 
 
 def file_sha256(path: PathLike) -> str:

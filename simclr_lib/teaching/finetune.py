@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .augment import to_float
-from .data import ImageData
-from .evaluate import DeviceLike, features
-from .optim import build_optimizer, build_scheduler, optimizer_step
-from .runtime import autocast_context, make_grad_scaler, resolve_device, resolve_precision
+from simclr_lib.augment import to_float
+from simclr_lib.data import ImageData
+from simclr_lib.evaluate import DeviceLike, features
+from simclr_lib.optim import build_optimizer, build_scheduler, optimizer_step
+from simclr_lib.runtime import autocast_context, make_grad_scaler, resolve_device, resolve_precision
 
 
 def crop_flip_at(images: torch.Tensor, pad: int, off_y: torch.Tensor, off_x: torch.Tensor,

@@ -12,20 +12,19 @@ from __future__ import annotations
 import errno
 import json
 import sys
+import warnings
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
 import torch.distributed as dist
 
-from . import __version__
-from .config import SimCLRConfig
-from .distributed import is_distributed
-from .runtime import atomic_torch_save, atomic_write_text
-
-if TYPE_CHECKING:
-    from .train import Run
+from simclr_lib import __version__
+from simclr_lib.config import SimCLRConfig, build_model
+from simclr_lib.distributed import is_distributed
+from simclr_lib.runs.state import Run
+from simclr_lib.runtime import atomic_torch_save, atomic_write_text
 
 # A resumed run keeps its own settings; only these may differ from the checkpoint's config (epochs only upwards:
 # the cosine is re-planned over the longer run). Everything else must match.
@@ -40,24 +39,46 @@ NORMALIZE_BUFFERS = ("normalize.mean", "normalize.std")  # absent from checkpoin
 def save_checkpoint(state: dict[str, Any], path: Union[str, Path]) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file + rename): an interrupted write loses nothing.
 
-    A full disk is one clear error that names the checkpoint that was kept (torch reports it as
-    ``[enforce fail at inline_container.cc] unexpected pos``).
+    torch reports an exception raised by the file's write as ``[enforce fail at inline_container.cc] unexpected
+    pos``, the real one as its context: Ctrl-C (or SIGTERM) there is raised again as the interrupt it was, a full
+    disk is one clear error that names the checkpoint that was kept, any other cause is said as itself.
     """
     path = Path(path)
     try:
         return atomic_torch_save(state, path)
     except (OSError, RuntimeError) as e:
-        if not _no_space(e):
-            raise
+        cause = _write_cause(e)
+        if not isinstance(cause, Exception):  # KeyboardInterrupt, SystemExit: the run was stopped, not the disk
+            raise cause from None
         kept = f"the previous checkpoint {path} is intact" if path.is_file() else "no checkpoint was written"
-        raise OSError(errno.ENOSPC, f"no space left on the device while writing {path}: {kept}; free some space, "
-                                    "then continue with --resume") from None
+        if _no_space(e):
+            raise OSError(errno.ENOSPC, f"no space left on the device while writing {path}: {kept}; free some "
+                                        "space, then continue with --resume") from None
+        if isinstance(cause, OSError) and cause is not e:
+            raise OSError(cause.errno, f"could not write {path} ({cause.strerror or cause}): {kept}") from None
+        raise
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    """``e`` and the exceptions it was raised while handling, innermost last (at most 10)."""
+    chain = [e]
+    while len(chain) < 10 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    return chain
+
+
+def _write_cause(e: BaseException) -> BaseException:
+    """What made a write fail: an interrupt anywhere in the chain, else the innermost exception."""
+    chain = _chain(e)
+    return next((c for c in chain if not isinstance(c, Exception)), chain[-1])
 
 
 def _no_space(e: BaseException) -> bool:
-    text = str(e)
-    return (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "unexpected pos" in text \
-        or "No space left" in text or "file write failed" in text
+    """A full disk: ENOSPC anywhere in the chain, or torch's short-write report with nothing behind it."""
+    chain = _chain(e)
+    if any((isinstance(c, OSError) and c.errno == errno.ENOSPC) or "No space left" in str(c) for c in chain):
+        return True
+    return len(chain) == 1 and ("unexpected pos" in str(e) or "file write failed" in str(e))
 
 
 def _first_line(e: BaseException) -> str:
@@ -74,7 +95,9 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train first (python -m simclr_lib pretrain --out DIR)")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol before refusing the file
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holds objects a weights-only load refuses
         why = ("it holds Python objects that a safe (weights-only) load refuses"
                if "Weights only load failed" in str(e) else f"{type(e).__name__}: {_first_line(e)}")
@@ -84,7 +107,32 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
         what = f"a dict with keys {sorted(map(str, ckpt))[:3]}..." if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not a simclr_lib checkpoint (it holds {what}, not the keys "
                          f"{', '.join(CHECKPOINT_KEYS)}); point to a run directory or its checkpoints/last.pt")
+    check_finite(ckpt, path)
     return ckpt
+
+
+def _float_tensors(obj: Any, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every floating-point tensor in nested dicts / lists, with its dotted name."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() or obj.is_complex():
+            yield name, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _float_tensors(v, f"{name}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _float_tensors(v, f"{name}.{i}")
+
+
+def check_finite(ckpt: dict[str, Any], path: Union[str, Path]) -> None:
+    """Refuse, in one line naming ``path``, a checkpoint whose weights or optimiser state hold NaN or inf: it would
+    evaluate to chance and resume into NaN, silently."""
+    bad = [n for part in ("model", "optimizer") for n, t in _float_tensors(ckpt.get(part), part)
+           if not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ValueError(f"{path} is damaged: {len(bad)} of its tensors hold NaN or infinite values (e.g. "
+                         f"{bad[0]}), so it can be neither evaluated nor resumed; train again (--overwrite) or use "
+                         "another checkpoint")
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Union[str, Path] = "") -> None:
@@ -125,7 +173,7 @@ def gather_rng_states(augment_generator: Optional[torch.Generator]) -> list[dict
     """``rng_state`` of every process, in rank order (a collective under torchrun; one entry otherwise)."""
     import torch.distributed as dist
 
-    from .distributed import is_distributed, world
+    from simclr_lib.distributed import is_distributed, world
 
     state = rng_state(augment_generator)
     if not is_distributed():
@@ -165,24 +213,12 @@ def set_rng_state(state: dict[str, Any], augment_generator: Optional[torch.Gener
         augment_generator.set_state(_to_cpu(state["augment"]))
 
 
-def load_pretrained(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu"):
-    """Rebuild the ``SimCLRModel`` of a run from its checkpoint (config + weights), in eval mode.
-
-    Returns:
-        (model, config) — the model on ``map_location``, the run's ``SimCLRConfig``.
-    """
-    return model_from_checkpoint(load_checkpoint(path, map_location), path, map_location)
-
-
 def model_from_checkpoint(ckpt: dict, path: Union[str, Path], map_location: Union[str, torch.device] = "cpu"):
-    """:func:`load_pretrained` for a checkpoint dict already read from ``path`` (named in errors): no second read.
+    """The model of a checkpoint dict already read from ``path`` (named in errors), rebuilt from its config.
 
     Returns:
         (model, config) — the model on ``map_location``, in eval mode, and the run's ``SimCLRConfig``.
     """
-    from .config import SimCLRConfig
-    from .models import build_model
-
     cfg = SimCLRConfig.from_dict(ckpt["config"])
     model = build_model(cfg)
     load_weights(model, ckpt["model"], path)

@@ -12,8 +12,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..embed import nearest_neighbours
-from .core import ArrayLike, class_colours, figure, to_numpy
+from simclr_lib.embed import nearest_neighbours
+from simclr_lib.teaching.plots.core import ArrayLike, class_colours, figure, to_numpy
 
 
 def _check_points(xy: ArrayLike, labels: ArrayLike, dims: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,24 +39,6 @@ def scatter_by_class(xy: ArrayLike, labels: ArrayLike, classes: Sequence[str], a
     if legend:
         ax.legend(markerscale=3, fontsize="small", loc="best", frameon=True)
     ax.set_xticks([]), ax.set_yticks([])
-    if title:
-        ax.set_title(title)
-    return fig
-
-
-def scatter_3d(xyz: ArrayLike, labels: ArrayLike, classes: Sequence[str], ax: Optional[Axes] = None,
-               title: Optional[str] = None, s: float = 4.0) -> Figure:
-    """3-D points coloured by class (``ax`` must be a 3-D axes if given).
-
-    Shape: xyz (N, 3), labels (N,) in 0..len(classes)-1.
-    """
-    xyz, labels = _check_points(xyz, labels, 3)
-    fig, ax = figure(size=(6, 6), ax=ax, subplot_kw={"projection": "3d"})
-    colours = class_colours(len(classes))
-    for c in np.unique(labels):
-        m = labels == c
-        ax.scatter(xyz[m, 0], xyz[m, 1], xyz[m, 2], s=s, color=colours[c], label=classes[c], alpha=0.8)
-    ax.legend(markerscale=3, fontsize="small")
     if title:
         ax.set_title(title)
     return fig

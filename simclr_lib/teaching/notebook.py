@@ -20,14 +20,15 @@ from typing import Any, Optional
 
 import torch
 
-from .config import SimCLRConfig
-from .data import ImageData, load_dataset
-from .runtime import resolve_device
+from simclr_lib.config import SimCLRConfig
+from simclr_lib.data import ImageData, load_dataset
+from simclr_lib.runs.paths import RunPaths
+from simclr_lib.runs.registry import REPO_URL  # noqa: F401  (the notebooks' badges and install cells)
+from simclr_lib.runs.registry import pretrained as load_model
+from simclr_lib.runtime import resolve_device
 
 MODES = ("smoke", "quick", "full")
 TRUE_WORDS, FALSE_WORDS = ("1", "yes", "true", "on"), ("", "0", "no", "false", "off")
-# The repository, in one place: every notebook's Colab badge and install cell use it (tests/test_notebooks.py checks)
-REPO_URL = "https://github.com/simclr-step-by-step/simclr-step-by-step"
 CIFAR_HOST = "www.cs.toronto.edu"  # where torchvision downloads CIFAR-10 from
 SYNTHETIC_NOTICE = ("NOTE: CIFAR-10 is not available ({why}), so this notebook runs on the synthetic 'shapes' set: "
                     "its numbers and pictures are NOT CIFAR-10's. Put CIFAR-10 under {where} or allow the download "
@@ -92,7 +93,7 @@ class Setup:
 
     @property
     def checkpoint(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
+        return RunPaths(self.run_dir).checkpoint
 
     def load(self, split: str = "test", n: Optional[int] = None) -> ImageData:
         """The first ``n`` images of ``split`` of this setup's data set."""
@@ -133,7 +134,7 @@ def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Op
     m = resolve_mode(smoke, mode)
     data_dir = data_dir or os.environ.get("SIMCLR_DATA_DIR") or str(project_root() / "data")
     device = resolve_device("auto")
-    from .data import find_dataset
+    from simclr_lib.data import find_dataset
 
     dataset, why = find_dataset(data_dir)
     download = dataset != "cifar10" and download_wanted(m)  # the network is asked only when CIFAR-10 is missing
@@ -178,36 +179,30 @@ def use_shipped(s: Setup) -> bool:
 
 def shipped_run(name: str = SHIPPED) -> tuple[SimCLRConfig, list[dict]]:
     """The config and per-epoch training history of a shipped encoder (its checkpoint carries both)."""
-    from .checkpoint import load_checkpoint
-    from .pretrained import pretrained as load_shipped
-
-    _, cfg, info = load_shipped(name, progress=False)
-    return cfg, load_checkpoint(info["path"])["history"]
+    _, cfg, info = load_model(name, progress=False)
+    return cfg, info["history"]
 
 
-def pretrained(s: Setup, force: bool = False, **overrides: Any):
-    """The model notebooks 04-06 study: the shipped encoder where :func:`use_shipped` says so, else the series'
-    run, loaded from ``s.checkpoint`` when it exists or trained now (notebook 03).
+def series_model(s: Setup, force: bool = False, **overrides: Any):
+    """The model notebooks 02 and 04-06 study: the shipped encoder where :func:`use_shipped` says so, else the
+    series' run, loaded from ``s.checkpoint`` when it exists or trained now (notebook 03).
 
     Returns:
         (model in eval mode on ``s.device``, its SimCLRConfig, its per-epoch history)
     """
-    from .checkpoint import load_checkpoint, load_pretrained
-    from .train import pretrain
+    from simclr_lib.train import pretrain
 
     if not force and not overrides and use_shipped(s):
-        from .pretrained import pretrained as load_shipped
-
-        model, cfg, info = load_shipped(SHIPPED, map_location=s.device, progress=False)
+        model, cfg, info = load_model(SHIPPED, map_location=s.device, progress=False)
         print(f"the shipped encoder {SHIPPED} ({info['epoch']} epochs on all 50,000 CIFAR-10 training images; "
               "SIMCLR_OWN=1 studies your own notebook-03 run instead)"
               + (", not notebook 03's ResNet-18: run 03 first to study that" if s.mode == "full" else ""))
-        return model, cfg, load_checkpoint(info["path"])["history"]
+        return model, cfg, info["history"]
     if not force and s.checkpoint.is_file():
         print(f"loading the series' model from {rel(s.checkpoint)}")
         try:
-            model, cfg = load_pretrained(s.checkpoint, map_location=s.device)
-            return model, cfg, load_checkpoint(s.checkpoint)["history"]
+            model, cfg, info = load_model(s.checkpoint, map_location=s.device, progress=False)
+            return model, cfg, info["history"]
         except (RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
             aside = s.checkpoint.with_name(s.checkpoint.name + ".corrupt")
             os.replace(s.checkpoint, aside)
@@ -217,5 +212,5 @@ def pretrained(s: Setup, force: bool = False, **overrides: Any):
     else:
         print(f"no checkpoint at {rel(s.checkpoint)}: training the series' model now ({s.mode} mode)")
     pretrain(series_config(s, **overrides), overwrite=True)  # no usable checkpoint: a crashed run's files go
-    model, cfg = load_pretrained(s.checkpoint, map_location=s.device)
-    return model, cfg, load_checkpoint(s.checkpoint)["history"]
+    model, cfg, info = load_model(s.checkpoint, map_location=s.device, progress=False)
+    return model, cfg, info["history"]

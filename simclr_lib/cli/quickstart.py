@@ -22,17 +22,16 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import train as T
-from .augment import make_views
-from .config import SimCLRConfig
-from .data import ImageData, epoch_order, find_dataset, labelled_splits, load_monitor_data, load_pretrain_data
-from .embed import tsne
-from .evaluate import features, linear_probe
-from .models import build_model
-from .plots import save_figure, side_by_side
-from .runlock import prepare_out_dir
-from .runtime import atomic_write_text, resolve_device, seed_everything
-from .train import pretrain
+from simclr_lib import train as T
+from simclr_lib.augment import make_views
+from simclr_lib.config import SimCLRConfig, labelled_splits, load_monitor_data, load_pretrain_data
+from simclr_lib.data import ImageData, epoch_order, find_dataset
+from simclr_lib.embed import tsne
+from simclr_lib.evaluate import evaluate_frozen, random_init_model
+from simclr_lib.runs.lock import prepare_out_dir
+from simclr_lib.runtime import atomic_write_text
+from simclr_lib.teaching.plots import save_figure, side_by_side
+from simclr_lib.train import pretrain
 
 DEFAULT_MINUTES = 10.0  # the budget when neither minutes nor epochs is given (the smoke preset has none)
 MIN_EPOCHS = 3  # when fewer epochs of the whole subset fit, train this many epochs of fewer images
@@ -44,10 +43,10 @@ MAX_SLOWDOWN = 3.0  # the deadline scales the post-training reserve by the step'
 SLACK = 0.03  # share of the budget kept free (start-up, figure, metrics.json); at least 1 s
 
 
-def probe(model, train: ImageData, test: ImageData, backend: str = "torch") -> tuple[dict, torch.Tensor]:
+def probe(model, train: ImageData, test: ImageData) -> tuple[dict, torch.Tensor]:
     """Linear-probe top-1 of the model's frozen h; returns the result dict and the test features."""
-    ftr, fte = features(model, train.images), features(model, test.images)
-    return linear_probe(ftr, train.labels, fte, test.labels, backend=backend), fte
+    scores = evaluate_frozen(model, train, test, scores=("probe",))
+    return scores["probe_h_result"], scores["test_features_h"]
 
 
 @dataclass
@@ -216,26 +215,27 @@ def _config(name: str, smoke: bool, epochs: Optional[int], **overrides) -> SimCL
 def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = None, device: str = "auto",
                    smoke: bool = False, dataset: Optional[str] = None, epochs: Optional[int] = None,
                    n_probe_train: int = 10000, n_probe_test: int = 10000, progress: bool = True,
-                   seed: int = 0, overwrite: bool = False, minutes: Optional[float] = None) -> dict:
+                   seed: int = 0, overwrite: bool = False, minutes: Optional[float] = None,
+                   download: bool = False) -> dict:
     """Pre-train, probe trained vs random init, save ``metrics.json`` and ``tsne.png`` under ``out_dir``.
 
     ``minutes``: the time budget of the whole run (default ``DEFAULT_MINUTES``; none for ``smoke``); ``epochs``
-    trains exactly that many epochs instead, with no budget.
+    trains exactly that many epochs instead, with no budget. ``download``: fetch a missing CIFAR-10 first.
     """
     t0 = time.perf_counter()
-    name, why = (dataset, "") if dataset else find_dataset(data_dir)
-    print(f"quickstart: pre-training on {name}" + (f" (CIFAR-10 not usable: {why}; using the embedded shapes set)"
-                                                    if why else ""), flush=True)
+    name, why = (dataset, "") if dataset else find_dataset(data_dir, download)
+    print(f"quickstart: pre-training on {name}" + (f" (CIFAR-10 not usable: {why}; using the embedded shapes set"
+                                                    + ("" if download else "; --download fetches CIFAR-10 where "
+                                                       "there is internet") + ")" if why else ""), flush=True)
     cfg = _config(name, smoke, epochs, data_dir=data_dir, device=device, out_dir=out_dir, progress=progress,
-                  seed=seed)
+                  seed=seed, download=download)
     minutes = budget_minutes(smoke, epochs, minutes)
-    prepare_out_dir(Path(out_dir), False, overwrite)  # refuse an existing run before spending any time
+    prepare_out_dir(Path(out_dir), False, overwrite, resumable=False)  # refuse a run there before spending time
     if smoke:
         n_probe_train, n_probe_test = 256, 256
     data, monitor = load_pretrain_data(cfg), load_monitor_data(cfg)
     train, test = labelled_splits(cfg, n_probe_train, n_probe_test)
-    seed_everything(cfg.seed)
-    random_model = build_model(cfg).to(resolve_device(device))  # the same architecture, never trained
+    random_model = random_init_model(cfg, device=device)  # the same architecture, never trained
     n_plot = min(len(test), 1000 if not smoke else 200)
     random = Side.measure(random_model, train, test, n_plot)
     plan = deadline = None

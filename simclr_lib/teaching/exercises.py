@@ -3,10 +3,10 @@
 Every checker returns a short verdict string (so a notebook cell shows it) and raises ``AssertionError`` with a
 hint when the answer is wrong, e.g.::
 
-    from simclr_lib.exercises import check_nt_xent
+    from simclr_lib.teaching.exercises import check_nt_xent
     check_nt_xent(my_vectorised_loss)   # -> "correct: matches nt_xent on 6 random batches"
 
-In the student edition (``notebooks/student/``, made by :mod:`simclr_lib.student`) the reader's function is still a
+In the student edition (``notebooks/student/``, made by `tools/student.py`) the reader's function is still a
 stub that raises ``NotImplementedError``; then a checker prints one line, "not done yet: ...", and returns
 ``False`` instead of raising (:func:`reports_not_done`). A ``NotImplementedError`` from the library itself is not
 caught.
@@ -20,10 +20,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .embed import nearest_neighbours
-from .evaluate import knn_predict, linear_probe
-from .loss import nt_xent
-from .optim import LARS
+from simclr_lib.embed import nearest_neighbours
+from simclr_lib.evaluate import knn_predict, linear_probe
+from simclr_lib.loss import nt_xent
+from simclr_lib.optim import LARS
 
 NOT_DONE = "not done yet: {name} raises NotImplementedError; write it above and run this cell again"
 
@@ -213,12 +213,11 @@ def check_train_step(fn: Callable[..., torch.Tensor]) -> str:
     (Algorithm 1): two views per image (``augment.make_views`` with ``generator``), z from the model, NT-Xent, zero
     the gradients, backward, optimiser step; it returns the loss. Compared over two steps with the library's
     ``train.train_step`` on a copy of the same model (a forgotten ``zero_grad`` shows in the second step)."""
-    from .augment import SimCLRAugment, make_views
-    from .config import SimCLRConfig
-    from .models import build_model
-    from .optim import build_optimizer
-    from .runtime import make_grad_scaler
-    from .train import train_step
+    from simclr_lib.augment import SimCLRAugment, make_views
+    from simclr_lib.config import SimCLRConfig, build_model
+    from simclr_lib.optim import build_optimizer
+    from simclr_lib.runtime import make_grad_scaler
+    from simclr_lib.train import train_step
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

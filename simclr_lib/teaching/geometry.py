@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import SimCLRAugment, make_views
-from .evaluate import _check_images, _encoder_and_head, evaluation_mode, module_device
+from simclr_lib.augment import SimCLRAugment, make_views
+from simclr_lib.evaluate import _check_images, _encoder_and_head, evaluation_mode, module_device
 
 MAX_NEGATIVES = 200_000  # negative similarities kept by embedding_geometry (a seeded sample beyond this)
 
@@ -91,25 +91,6 @@ def uniformity(z: torch.Tensor, t: float = 2.0, chunk_elements: int = 1 << 22) -
         parts.append(torch.logsumexp((-t * sq)[upper], dim=0))  # only the pairs i < j
     n_pairs = m * (m - 1) / 2
     return torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_pairs)
-
-
-def pair_similarities(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosine similarities of the positive pairs and of every negative pair of two views of N images.
-
-    The 2N views are stacked view-major (``torch.cat([z1, z2])``, rows i and i + N from image i). Positives: the N
-    pairs (i, i + N). Negatives: every unordered pair of views of two *different* images -- each of the 2N views
-    against the 2N - 2 views of the other images, counted once per pair: 2N(2N - 2) / 2 = 2N(N - 1) values, in the
-    row-major order of the upper triangle (i < k). The self-similarity (always 1) and the positives are excluded.
-    These are the numerators and the negative terms of NT-Xent's denominators (``loss.nt_xent``).
-
-    Memory O(N^2) (the pair indices): for a large N, :func:`embedding_geometry` samples the negatives instead.
-
-    Shape:
-        z1: (N, D), z2: (N, D) -> positives (N,), negatives (2N(N - 1),).
-    """
-    _check_pair(z1, z2)
-    a, b = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)  # N x D each
-    return (a * b).sum(1), _all_negatives(torch.stack([a, b]))  # N, 2N(N-1)
 
 
 def _all_negatives(unit: torch.Tensor) -> torch.Tensor:

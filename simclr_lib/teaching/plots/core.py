@@ -13,7 +13,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..runtime import atomic_write_bytes
+from simclr_lib.runtime import atomic_write_bytes, to_numpy  # noqa: F401 (to_numpy: the plots' conversion)
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
 Images = Union[torch.Tensor, np.ndarray]
@@ -77,14 +77,6 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], di
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def to_numpy(x: ArrayLike, dtype: type = np.float32) -> np.ndarray:
-    """A tensor (bf16 included), array or sequence as a NumPy array of ``dtype``. Shape: unchanged."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        x = x.float() if x.dtype == torch.bfloat16 else x
-    return np.asarray(x).astype(dtype, copy=False)
 
 
 def to_hwc(images: Images) -> np.ndarray:

@@ -8,7 +8,7 @@ scored on both h and z = g(h) (Sec. 4.2). :func:`run_settings` pre-trains each s
 images and scores them on the validation split (:func:`evaluate_run`): the test set is never touched, so naming a
 setting "best" is an honest choice. :func:`summarize` gives the mean and the spread over seeds,
 :func:`effect` the size of a difference and whether the seeds separate it, and
-:func:`simclr_lib.plots.effect_bars` draws them beside the random-init line. ``benchmarks/sweep_experiments.py``
+:func:`simclr_lib.teaching.plots.effect_bars` draws them beside the random-init line. ``benchmarks/sweep_experiments.py``
 runs the same settings at the longer :data:`SCALES` ``"long"`` and writes the JSON that notebook 06 plots beside
 its own quick run.
 """
@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-import torch
 from tqdm.auto import tqdm
 
-from .augment import SimCLRAugment
-from .config import SimCLRConfig
-from .data import ImageData, load_dataset, validation_split
-from .evaluate import features, knn_accuracy, linear_probe
-from .models import build_model
-from .plots import label as _label  # how a value is written in run-folder names
-from .train import pretrain
+from simclr_lib.augment import SimCLRAugment
+from simclr_lib.config import SimCLRConfig
+from simclr_lib.data import ImageData, load_dataset, validation_split
+from simclr_lib.evaluate import evaluate_frozen, random_init_model
+from simclr_lib.teaching.plots import label as _label  # how a value is written in run-folder names
+from simclr_lib.teaching.plots import summarize  # noqa: F401  (mean and spread over seeds; notebook 06 uses ex.summarize)
+from simclr_lib.train import pretrain
 
 Evaluate = Callable[[Any, SimCLRConfig, "ExperimentData"], dict]
 
@@ -104,12 +102,8 @@ def evaluate_run(model: Any, cfg: SimCLRConfig, data: ExperimentData, spaces: Se
 
     Shape: returns ``{"knn_h": float, "probe_h": float, "knn_z": ..., "probe_z": ...}`` for each of ``spaces``.
     """
-    out = {}
-    for space in spaces:
-        tr, va = (features(model, d.images, space) for d in (data.train, data.val))
-        out[f"knn_{space}"] = 100 * knn_accuracy(tr, data.train.labels, va, data.val.labels, k=min(knn_k, len(tr)))
-        out[f"probe_{space}"] = 100 * linear_probe(tr, data.train.labels, va, data.val.labels, C=C)["top1"]
-    return out
+    scores = evaluate_frozen(model, data.train, data.val, spaces, knn_k=knn_k, C=C)
+    return {f"{s}_{space}": 100 * scores[f"{s}_{space}"] for space in spaces for s in ("knn", "probe")}
 
 
 def setting_config(base: SimCLRConfig, changes: Mapping[str, Any]) -> tuple[SimCLRConfig, Optional[tuple]]:
@@ -171,20 +165,8 @@ def random_init(base: SimCLRConfig, data: ExperimentData, seeds: Sequence[int] =
     """The same encoder never trained, one row per seed of its initialisation: every experiment's floor."""
     rows = []
     for seed in seeds:
-        torch.manual_seed(seed)
-        rows.append(dict(setting="random init", seed=seed, **evaluate(build_model(base), base, data)))
+        rows.append(dict(setting="random init", seed=seed, **evaluate(random_init_model(base, seed), base, data)))
     return rows
-
-
-def summarize(rows: Sequence[Mapping[str, Any]], value: str) -> list[dict]:
-    """Mean, lowest and highest ``value`` over the seeds of each setting, in the order settings first appear.
-
-    Shape: returns one ``{"setting", "mean", "lo", "hi", "values"}`` dict per setting.
-    """
-    groups: dict[str, list[float]] = {}
-    for r in rows:
-        groups.setdefault(r["setting"], []).append(float(r[value]))
-    return [dict(setting=k, mean=statistics.fmean(v), lo=min(v), hi=max(v), values=v) for k, v in groups.items()]
 
 
 def effect(rows: Sequence[Mapping[str, Any]], a: str, b: str, value: str) -> dict:
@@ -206,8 +188,8 @@ def load_sweep(relpath: str = LONG_SWEEP, data_dir: Optional[str] = None) -> Opt
     """A committed sweep of ``benchmarks/sweep_experiments.py`` (JSON: ``scale``, ``random_init`` rows,
     ``sections``: experiment -> rows, ``command``, ``date``, ``machine``, ``torch``): read in place in a clone,
     downloaded from the repository elsewhere (Colab); None, with one line saying why, when neither works."""
-    from .data import resolve_data_dir
-    from .pretrained import RAW_BASE, REPO_ROOT, fetch
+    from simclr_lib.data import resolve_data_dir
+    from simclr_lib.runs.registry import RAW_BASE, REPO_ROOT, fetch
 
     path = REPO_ROOT / relpath
     if not path.is_file():

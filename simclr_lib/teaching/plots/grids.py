@@ -1,18 +1,30 @@
-"""Figures of notebook 06: the rows of an experiment (:func:`simclr_lib.experiments.run_settings`) as bars at the
+"""Figures of notebook 06: the rows of an experiment (:func:`simclr_lib.teaching.experiments.run_settings`) as bars at the
 mean over seeds, with every seed shown, beside the random-init floor, on an axis from zero.
 """
 from __future__ import annotations
 
+import statistics
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from .core import figure
+from simclr_lib.teaching.plots.core import figure
 
 #: How a score column of an experiment row is named in legends.
 SCORE_NAMES = {"probe_h": "linear probe on h", "knn_h": "kNN on h", "probe_z": "linear probe on z",
                "knn_z": "kNN on z"}
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], value: str) -> list[dict]:
+    """Mean, lowest and highest ``value`` over the seeds of each setting, in the order settings first appear.
+
+    Shape: returns one ``{"setting", "mean", "lo", "hi", "values"}`` dict per setting.
+    """
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        groups.setdefault(r["setting"], []).append(float(r[value]))
+    return [dict(setting=k, mean=statistics.fmean(v), lo=min(v), hi=max(v), values=v) for k, v in groups.items()]
 
 
 def effect_bars(panels: Mapping[str, Sequence[Mapping[str, Any]]], values: Sequence[str] = ("probe_h",),
@@ -26,8 +38,6 @@ def effect_bars(panels: Mapping[str, Sequence[Mapping[str, Any]]], values: Seque
 
     Shape: each panel's rows need ``setting``, ``seed`` and every column of ``values``.
     """
-    from ..experiments import summarize
-
     fig, axes = figure(1, len(panels), size=(2.2 + 1.1 * sum(len({r["setting"] for r in rows}) for rows in
                                                               panels.values()) * len(values) / 1.4, 4.2),
                        sharey=True, squeeze=False, title=title or None)

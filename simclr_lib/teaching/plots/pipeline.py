@@ -9,7 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
-from .core import figure
+from simclr_lib.teaching.plots.core import figure
 
 #: The text of every box, left to right, top row (view i) before bottom row (view j).
 BOX_LABELS = ("$x$", r"$\tilde{x}_i$", r"$\tilde{x}_j$", "$h_i$", "$h_j$", "$z_i$", "$z_j$",

@@ -17,8 +17,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .augment import to_float
-from .loss import contrastive_accuracy
+from simclr_lib.augment import to_float
+from simclr_lib.loss import contrastive_accuracy
 
 
 def color_histogram(images: Tensor, bins: int = 8, joint: bool = False) -> Tensor:

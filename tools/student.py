@@ -6,7 +6,7 @@ The convention, in a solution notebook ``notebooks/NN_*.ipynb``:
   ``# BEGIN SOLUTION`` and a line ``# END SOLUTION`` (one block or more). The student edition replaces each block by
   ``raise NotImplementedError("exercise: write this")`` at the ``BEGIN`` line's indentation; everything outside the
   markers (the ``def`` line, a docstring above the ``BEGIN`` line, the checker call) is kept, so the cell still runs
-  and its checker says "not done yet" (:func:`simclr_lib.exercises.reports_not_done`).
+  and its checker says "not done yet" (:func:`simclr_lib.teaching.exercises.reports_not_done`).
 * A cell tagged ``solution-only`` (the answer to a conceptual question, a printout that gives an answer away) is
   replaced by the markdown cell :data:`PLACEHOLDER`; a placeholder, not a gap, so that cell ``k`` of one edition is
   cell ``k + 1`` of the other (the student edition starts with a cell of its own).
@@ -16,7 +16,7 @@ The convention, in a solution notebook ``notebooks/NN_*.ipynb``:
 The student edition also has every output and execution count cleared, no per-cell execution timestamps, a first
 markdown cell that says what it is and where the solutions are, and its Colab badge pointing at itself. The same
 input gives byte-identical output (``tests/test_student.py`` checks that the committed editions are in sync).
-``python -m simclr_lib.student`` regenerates ``notebooks/student/`` for every notebook that has an exercise cell.
+``python tools/student.py`` regenerates ``notebooks/student/`` for every notebook that has an exercise cell.
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _banner(name: str) -> dict:
             "you have written it.\n\n"
             "The solutions, and the outputs of a real run, are in the solution edition, "
             f"[`notebooks/{name}`](../{name}) (where the text below says a working answer is filled in, it means that "
-            "edition). This file is generated from it by `python -m simclr_lib.student`: edit the solution notebook, "
+            "edition). This file is generated from it by `python tools/student.py`: edit the solution notebook, "
             "not this one.")
     text = "\n\n".join(textwrap.fill(par, width=115, break_long_words=False, break_on_hyphens=False)
                        for par in text.split("\n\n"))
@@ -159,9 +159,9 @@ def make_student_edition(src_path: Path, dst_path: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m simclr_lib.student [--notebooks DIR] [--check]``: regenerate ``DIR/student/`` (or, with
+    """``python tools/student.py [--notebooks DIR] [--check]``: regenerate ``DIR/student/`` (or, with
     ``--check``, only say which student editions are out of date and return 1 if any is)."""
-    p = argparse.ArgumentParser(prog="python -m simclr_lib.student", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python tools/student.py", description=main.__doc__)
     p.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="the solution notebooks' folder")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a student edition is stale")
     args = p.parse_args(argv)

@@ -10,7 +10,7 @@ from typing import Mapping, Optional, Sequence
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .core import figure
+from simclr_lib.teaching.plots.core import figure
 
 
 def plot_history(history: Sequence[Mapping[str, float]], title: str = "") -> Figure:

@@ -1,0 +1,399 @@
+"""The CPU roofline of the SimCLR training step: achieved GFLOP/s against this CPU's matmul ceiling.
+
+The step is the quickstart's (``SimCLRConfig.quick()``: the ``small`` encoder, batch 256 images = 512 views of
+32 px, LARS, precision "auto", channels_last), built by ``train.setup_run`` on random uint8 images. Its FLOPs
+(model forward + backward and the NT-Xent matmuls) are counted with ``torch.utils.flop_counter.FlopCounterMode``;
+the ceiling is a large square ``torch.matmul`` in fp32 and in bf16, measured in the same run. Each step is split
+into augmentation (``make_views``), forward, loss (``nt_xent``), backward and optimiser step (+ schedule), timed
+with ``perf_counter`` (the CPU runs synchronously). Variants (channels_last off, bf16, 1 thread, batch 512,
+oneDNN off, torch.compile) take turns with the baseline every repetition, so load on a shared machine hits them
+alike; the ratio column is baseline step time / variant step time per view (> 1: faster). ``torch.profiler``
+then names the ops that dominate the baseline step.
+
+    python benchmarks/bench_roofline.py --out runs/roofline.json
+    python benchmarks/bench_roofline.py --variants baseline compile --reps 5
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from simclr_lib.augment import make_views
+from simclr_lib.config import SimCLRConfig
+from simclr_lib.data import ImageData
+from simclr_lib.loss import nt_xent
+from simclr_lib.runtime import autocast_context, native_bf16
+from simclr_lib.train import Run, setup_run, train_step
+
+PHASES = ("augment", "forward", "loss", "backward", "optimizer")
+# Profiler op names -> what they are in the step (self CPU time is summed per category).
+OP_CATEGORIES = {
+    "conv forward": ("aten::mkldnn_convolution", "aten::_convolution", "aten::thnn_conv2d",
+                     "aten::_slow_conv2d_forward", "aten::convolution"),
+    "conv backward": ("aten::convolution_backward", "aten::_slow_conv2d_backward"),
+    "BatchNorm fwd+bwd": ("aten::native_batch_norm", "aten::native_batch_norm_backward",
+                          "aten::_native_batch_norm_legit", "aten::_batch_norm_with_update",
+                          "aten::batch_norm_backward"),
+    "ReLU fwd+bwd": ("aten::clamp_min_", "aten::relu_", "aten::threshold_backward", "aten::relu"),
+    "matmul (head, loss)": ("aten::mm", "aten::addmm", "aten::bmm"),
+    "dtype conversions": ("aten::to", "aten::_to_copy", "aten::copy_"),
+    "compiled kernels": ("CompiledFunction", "CompiledFunctionBackward", "Torch-Compiled Region"),
+}
+
+
+@dataclass
+class Variant:
+    """One way to run the step: config overrides, and the thread count / oneDNN switch around each step."""
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    threads: Optional[int] = None  # None: leave torch's setting alone
+    mkldnn: bool = True
+
+
+VARIANTS = {v.name: v for v in (
+    Variant("baseline"),
+    Variant("channels_last off", dict(channels_last=False)),
+    Variant("bf16 autocast", dict(precision="bf16")),
+    Variant("fp32", dict(precision="fp32")),
+    Variant("1 thread", threads=1),
+    Variant("batch 512", dict(batch_size=512)),
+    Variant("batch 128", dict(batch_size=128)),
+    Variant("oneDNN off", mkldnn=False),
+    Variant("compile", dict(compile=True)),
+)}
+DEFAULT_VARIANTS = ("baseline", "channels_last off", "bf16 autocast", "1 thread", "batch 512", "oneDNN off",
+                    "compile")
+
+
+def quick_config(**overrides: Any) -> SimCLRConfig:
+    """The quickstart's config on the CPU, with no monitor, logging or progress bar."""
+    return SimCLRConfig.quick(device="cpu", knn_every=0, progress=False, tensorboard=False, **overrides)
+
+
+def load_average() -> float:
+    """The 1-minute load average (how busy the shared machine was)."""
+    return float(Path("/proc/loadavg").read_text().split()[0]) if Path("/proc/loadavg").exists() else float("nan")
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, its bf16/AVX-512 flags, torch version and threads."""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        lscpu = ""
+    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+    flags = fields.get("Flags", "").split()
+    return dict(cpu=fields.get("Model name", platform.processor()).strip(), cpus=os.cpu_count(),
+                family_model=f"{fields.get('CPU family', '?').strip()}/{fields.get('Model', '?').strip()}",
+                avx512f="avx512f" in flags, avx512_bf16="avx512_bf16" in flags, amx="amx_tile" in flags,
+                native_bf16=native_bf16(torch.device("cpu")), torch=torch.__version__,
+                threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(),
+                capability=torch.backends.cpu.get_cpu_capability())
+
+
+@contextlib.contextmanager
+def variant_context(variant: Variant) -> Iterator[None]:
+    """Apply the variant's thread count and oneDNN switch for the duration of a step."""
+    before = torch.get_num_threads()
+    if variant.threads:
+        torch.set_num_threads(variant.threads)
+    try:
+        with torch.backends.mkldnn.flags(enabled=variant.mkldnn):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _time_matmul(a: torch.Tensor, b: torch.Tensor) -> float:
+    t0 = time.perf_counter()
+    torch.matmul(a, b)
+    return time.perf_counter() - t0
+
+
+def matmul_ceiling(dtypes: tuple[torch.dtype, ...], reps: int, max_n: int = 4096,
+                   target_s: float = 0.5) -> dict[str, dict[str, float]]:
+    """Median GFLOP/s of a square n x n matmul per dtype, repetitions alternating between the dtypes.
+
+    n is the largest power-of-two multiple of 512 up to ``max_n`` whose matmul takes about ``target_s`` at the
+    rate of a 512 probe (a CPU that emulates bf16 would otherwise spend minutes on one 4096 matmul).
+    """
+    mats, times = {}, {}
+    for dt in dtypes:
+        a, b = torch.randn(512, 512).to(dt), torch.randn(512, 512).to(dt)
+        rate = 2 * 512**3 / min(_time_matmul(a, b) for _ in range(3))
+        n = 512
+        while n * 2 <= max_n and 2 * (2 * n) ** 3 / rate <= target_s:
+            n *= 2
+        mats[dt] = (torch.randn(n, n).to(dt), torch.randn(n, n).to(dt))
+        _time_matmul(*mats[dt])  # warm-up
+        times[dt] = []
+    for _ in range(reps):
+        for dt in dtypes:
+            times[dt].append(_time_matmul(*mats[dt]))
+    return {str(dt).replace("torch.", ""): dict(n=mats[dt][0].shape[0], gflops=2 * mats[dt][0].shape[0] ** 3
+                                                / statistics.median(times[dt]) / 1e9) for dt in dtypes}
+
+
+def build(variant: Variant, images: torch.Tensor) -> Run:
+    """The variant's run, built by the library's own ``setup_run`` on the given images."""
+    cfg = quick_config(**variant.overrides)
+    return setup_run(cfg, ImageData(images, None, [], "random-uint8"))
+
+
+def batch_of(run: Run, step: int) -> torch.Tensor:
+    """The ``step``-th batch of images (cycling through the run's images)."""
+    b = run.cfg.batch_size
+    k = step % (len(run.images) // b)
+    return run.images[k * b:(k + 1) * b]
+
+
+def phased_step(run: Run, x: torch.Tensor) -> dict[str, float]:
+    """One training step split into its phases, each timed (seconds); the same calls as ``train.train_step``."""
+    cfg, t = run.cfg, [time.perf_counter()]
+    views = make_views(x, run.augment, cfg.n_views, run.generator, cfg.channels_last)
+    t.append(time.perf_counter())
+    with autocast_context(views.device, run.dtype):
+        _, z = run.model(views)
+    t.append(time.perf_counter())
+    loss = nt_xent(z, cfg.temperature, cfg.n_views)
+    t.append(time.perf_counter())
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    t.append(time.perf_counter())
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    t.append(time.perf_counter())
+    return {p: t[i + 1] - t[i] for i, p in enumerate(PHASES)}
+
+
+def library_step(run: Run, x: torch.Tensor) -> float:
+    """Seconds of ``make_views`` + ``train.train_step`` exactly as the training loop calls them."""
+    cfg, t0 = run.cfg, time.perf_counter()
+    views = make_views(x, run.augment, cfg.n_views, run.generator, cfg.channels_last)
+    train_step(run.model, views, run.optimizer, run.scaler, cfg.temperature, cfg.n_views, run.dtype, run.scheduler)
+    return time.perf_counter() - t0
+
+
+def count_flops(run: Run, x: torch.Tensor) -> dict[str, float]:
+    """FLOPs of one step's model forward, loss (forward + backward) and model backward (no optimiser step)."""
+    cfg = run.cfg
+    views = make_views(x, run.augment, cfg.n_views, run.generator, cfg.channels_last)
+    counts = {}
+    with FlopCounterMode(display=False) as fc:
+        with autocast_context(views.device, run.dtype):
+            _, z = run.model(views)
+    counts["forward"] = fc.get_total_flops()
+    z_leaf = z.detach().requires_grad_()
+    with FlopCounterMode(display=False) as fc:
+        nt_xent(z_leaf, cfg.temperature, cfg.n_views).backward()
+    counts["loss"] = fc.get_total_flops()
+    with FlopCounterMode(display=False) as fc:
+        z.backward(z_leaf.grad)
+    counts["backward"] = fc.get_total_flops()
+    run.optimizer.zero_grad(set_to_none=True)
+    return counts
+
+
+def warm_up(run: Run, variant: Variant, steps: int) -> list[float]:
+    """Seconds of the first ``steps`` steps (the first one of a compiled model includes the compilation)."""
+    times = []
+    for s in range(steps):
+        with variant_context(variant):
+            times.append(library_step(run, batch_of(run, s)))
+    return times
+
+
+def measure(variants: list[Variant], images: torch.Tensor, reps: int, warmup: int) -> dict[str, dict[str, Any]]:
+    """Build every variant, warm it up, then time ``reps`` rounds in which the variants take turns.
+
+    Every round also times the baseline once more through ``train.train_step`` itself (undecomposed), to show the
+    phase split adds nothing.
+    """
+    runs = {v.name: build(v, images[:4 * quick_config(**v.overrides).batch_size]) for v in variants}
+    out = {v.name: dict(warmup_s=warm_up(runs[v.name], v, warmup), phases=[], library=[], load=[]) for v in variants}
+    for r in range(reps):
+        for v in variants:
+            run, rec = runs[v.name], out[v.name]
+            with variant_context(v):
+                rec["phases"].append(phased_step(run, batch_of(run, r)))
+                if v.name == "baseline":
+                    rec["library"].append(library_step(run, batch_of(run, r + 1)))
+            rec["load"].append(load_average())
+    for v in variants:
+        with variant_context(v):
+            out[v.name]["flops"] = count_flops(runs[v.name], batch_of(runs[v.name], 0))
+        out[v.name].update(views=runs[v.name].cfg.n_views * runs[v.name].cfg.batch_size,
+                           dtype=str(runs[v.name].dtype).replace("torch.", ""))
+    return out
+
+
+def summarise(name: str, rec: dict[str, Any], ceiling: dict[str, dict[str, float]],
+              base: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """Medians, shares of the step, achieved GFLOP/s and the share of the matmul ceiling of its dtype."""
+    steps = [sum(p.values()) for p in rec["phases"]]
+    step = statistics.median(steps)
+    phases = {p: statistics.median(x[p] for x in rec["phases"]) for p in PHASES}
+    flops = sum(rec["flops"].values())
+    dtype = "bfloat16" if rec["dtype"] == "bfloat16" else "float32"
+    row = dict(variant=name, dtype=rec["dtype"], views=rec["views"], step_s=step, views_per_s=rec["views"] / step,
+               gflop_per_step=flops / 1e9, gflops=flops / step / 1e9,
+               model_gflops=flops / (phases["forward"] + phases["loss"] + phases["backward"]) / 1e9,
+               ceiling_share=flops / step / 1e9 / ceiling[dtype]["gflops"],
+               shares={p: phases[p] / sum(phases.values()) for p in PHASES}, phase_s=phases,
+               load=statistics.median(rec["load"]), warmup_s=rec["warmup_s"], flops=rec["flops"])
+    if rec["library"]:
+        row["library_step_s"] = statistics.median(rec["library"])
+    if base is not None:  # per-view ratio of step times, from the same rounds (paired repetition by repetition)
+        pairs = [(sum(b.values()) / base["views"]) / (sum(v.values()) / rec["views"])
+                 for b, v in zip(base["phases"], rec["phases"])]
+        row["speedup_vs_baseline"] = statistics.median(pairs)
+    return row
+
+
+def compile_payback(rows: dict[str, dict[str, Any]], budget_s: float) -> Optional[dict[str, float]]:
+    """Compile seconds (first step minus a compiled step) and the steps each form fits in ``budget_s``."""
+    if "compile" not in rows or "baseline" not in rows:
+        return None
+    comp, base = rows["compile"], rows["baseline"]
+    compile_s = comp["warmup_s"][0] - comp["step_s"]
+    saved = base["step_s"] - comp["step_s"]
+    return dict(compile_s=compile_s, saved_per_step_s=saved,
+                break_even_steps=compile_s / saved if saved > 0 else float("inf"),
+                steps_in_budget_eager=budget_s / base["step_s"],
+                steps_in_budget_compiled=max(0.0, budget_s - compile_s) / comp["step_s"])
+
+
+def profile_ops(variant: Variant, images: torch.Tensor, steps: int, top: int) -> dict[str, Any]:
+    """Self CPU time of the ops in ``steps`` steps of the variant: per category, and the top ops by shape."""
+    run = build(variant, images[:4 * quick_config(**variant.overrides).batch_size])
+    with variant_context(variant):
+        library_step(run, batch_of(run, 0))
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for s in range(steps):
+                library_step(run, batch_of(run, s + 1))
+    events = prof.key_averages(group_by_input_shape=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    cats = {c: sum(e.self_cpu_time_total for e in events if e.key in names) / total
+            for c, names in OP_CATEGORIES.items()}
+    cats["other (augmentation, optimiser, elementwise)"] = 1 - sum(cats.values())
+    ops = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
+    return dict(step_ms=total / 1e3 / steps, categories=cats,
+                top_ops=[dict(op=e.key, shapes=str(e.input_shapes)[:90], share=e.self_cpu_time_total / total,
+                              ms_per_step=e.self_cpu_time_total / 1e3 / steps, calls=e.count // steps) for e in ops])
+
+
+def conv_layers(model: torch.nn.Module, views: torch.Tensor) -> list[dict[str, Any]]:
+    """Per conv layer: input shape and forward FLOPs (to read the profiler's shapes against)."""
+    rows = []
+
+    def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        k = mod.weight.shape[1] * mod.weight.shape[2] * mod.weight.shape[3]
+        rows.append(dict(input=list(inp[0].shape), output=list(out.shape), gflop_fwd=2 * out.numel() * k / 1e9))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model(views)
+    for h in handles:
+        h.remove()
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The results as a markdown table."""
+    lines = ["| variant | dtype | views | step (ms) | views/s | GFLOP/step | GFLOP/s (whole step) | share of "
+             "ceiling | GFLOP/s (fwd+loss+bwd only) | " + " | ".join(PHASES) + " | per-view speed vs baseline | load |",
+             "|---|---|---|---|---|---|---|---|---|" + "---|" * len(PHASES) + "---|---|"]
+    for r in rows:
+        shares = " | ".join(f"{100 * r['shares'][p]:.0f} %" for p in PHASES)
+        speed = f"{r['speedup_vs_baseline']:.2f}x" if "speedup_vs_baseline" in r else "—"
+        lines.append(f"| {r['variant']} | {r['dtype']} | {r['views']} | {1e3 * r['step_s']:.0f} | "
+                     f"{r['views_per_s']:.0f} | {r['gflop_per_step']:.1f} | {r['gflops']:.1f} | "
+                     f"{100 * r['ceiling_share']:.0f} % | {r['model_gflops']:.1f} | {shares} | {speed} | "
+                     f"{r['load']:.1f} |")
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), help=f"any of {list(VARIANTS)}")
+    p.add_argument("--reps", type=int, default=5, help="timed rounds (the variants take turns in each)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant (compilation happens here)")
+    p.add_argument("--matmul-reps", type=int, default=7)
+    p.add_argument("--profile-steps", type=int, default=2, help="profiled baseline steps (0: no profile)")
+    p.add_argument("--budget", type=float, default=600.0, help="seconds of training for the compile payback")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if "baseline" not in args.variants:
+        args.variants.insert(0, "baseline")
+    info = machine_info()
+    cfg = quick_config()
+    print(f"{info['cpu']} (family/model {info['family_model']}), {info['threads']} threads, torch {info['torch']}, "
+          f"AVX-512 {info['avx512f']}, AVX512-BF16 {info['avx512_bf16']}, AMX {info['amx']} -> precision "
+          f"'{cfg.precision}' runs {'bf16' if info['native_bf16'] else 'fp32'}; load {load_average():.2f}", flush=True)
+    ceiling = matmul_ceiling((torch.float32, torch.bfloat16), args.matmul_reps)
+    print("matmul ceiling: " + ", ".join(f"{k} {v['gflops']:.1f} GFLOP/s (n={v['n']})" for k, v in ceiling.items()),
+          flush=True)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4 * 512, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    t0 = time.perf_counter()
+    recs = measure([VARIANTS[n] for n in args.variants], images, args.reps, args.warmup)
+    rows = {n: summarise(n, recs[n], ceiling, None if n == "baseline" else recs["baseline"]) for n in args.variants}
+    print(f"measured in {time.perf_counter() - t0:.0f} s\n\n{markdown(list(rows.values()))}\n", flush=True)
+    result = dict(date=time.strftime("%Y-%m-%d"), machine=info, config=cfg.to_dict(), ceiling=ceiling,
+                  rows=rows, compile=compile_payback(rows, args.budget))
+    _report_extras(result, rows)
+    if args.profile_steps:
+        result["profile"] = profile_ops(VARIANTS["baseline"], images, args.profile_steps, top=15)
+        base_run = build(VARIANTS["baseline"], images[:4 * cfg.batch_size])
+        result["conv_layers"] = conv_layers(base_run.core, make_views(images[:8], base_run.augment, 2))
+        _print_profile(result["profile"])
+    result["load_end"] = load_average()
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+def _report_extras(result: dict[str, Any], rows: dict[str, dict[str, Any]]) -> None:
+    """Print the undecomposed baseline step and the compile payback."""
+    base = rows["baseline"]
+    if "library_step_s" in base:
+        print(f"baseline through train.train_step itself: {1e3 * base['library_step_s']:.0f} ms "
+              f"(phased: {1e3 * base['step_s']:.0f} ms)")
+    pay = result["compile"]
+    if pay:
+        print(f"torch.compile: {pay['compile_s']:.0f} s to compile, {1e3 * pay['saved_per_step_s']:.0f} ms saved per "
+              f"step, break-even after {pay['break_even_steps']:.0f} steps; steps in the budget: "
+              f"{pay['steps_in_budget_eager']:.0f} eager vs {pay['steps_in_budget_compiled']:.0f} compiled", flush=True)
+
+
+def _print_profile(prof: dict[str, Any]) -> None:
+    """Print the profiler's categories and top ops."""
+    print(f"\nprofile of the baseline step ({prof['step_ms']:.0f} ms/step of self CPU time under the profiler):")
+    print("| category | share of self CPU time |\n|---|---|")
+    for c, s in sorted(prof["categories"].items(), key=lambda kv: -kv[1]):
+        print(f"| {c} | {100 * s:.1f} % |")
+    print("\n| op | input shapes | ms/step | share |\n|---|---|---|---|")
+    for o in prof["top_ops"]:
+        print(f"| {o['op']} | {o['shapes']} | {o['ms_per_step']:.0f} | {100 * o['share']:.1f} % |")
+
+
+if __name__ == "__main__":
+    main()
