@@ -11,7 +11,10 @@ alike; the ratio column is baseline step time / variant step time per view (> 1:
 then names the ops that dominate the baseline step.
 
     python benchmarks/bench_roofline.py --out runs/roofline.json
-    python benchmarks/bench_roofline.py --variants baseline compile --reps 5
+    python benchmarks/bench_roofline.py --variants baseline "channels_last off" "1 thread" "batch 512" compile \
+        --reps 5 --out runs/roofline2.json          # the table in docs/results.md ("The CPU roofline")
+
+torch.compile compiles from cold caches unless ``--warm-compile-cache`` (the compile seconds of a first run).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,21 +65,21 @@ class Variant:
     overrides: dict[str, Any] = field(default_factory=dict)
     threads: Optional[int] = None  # None: leave torch's setting alone
     mkldnn: bool = True
+    max_reps: Optional[int] = None  # time only the first rounds (for forms that take many seconds a step)
 
 
 VARIANTS = {v.name: v for v in (
     Variant("baseline"),
     Variant("channels_last off", dict(channels_last=False)),
-    Variant("bf16 autocast", dict(precision="bf16")),
+    Variant("bf16 autocast", dict(precision="bf16"), max_reps=2),
     Variant("fp32", dict(precision="fp32")),
     Variant("1 thread", threads=1),
     Variant("batch 512", dict(batch_size=512)),
     Variant("batch 128", dict(batch_size=128)),
-    Variant("oneDNN off", mkldnn=False),
+    Variant("oneDNN off", mkldnn=False, max_reps=2),
     Variant("compile", dict(compile=True)),
 )}
-DEFAULT_VARIANTS = ("baseline", "channels_last off", "bf16 autocast", "1 thread", "batch 512", "oneDNN off",
-                    "compile")
+DEFAULT_VARIANTS = ("baseline", "channels_last off", "bf16 autocast", "1 thread", "batch 512", "compile")
 
 
 def quick_config(**overrides: Any) -> SimCLRConfig:
@@ -123,34 +127,49 @@ def _time_matmul(a: torch.Tensor, b: torch.Tensor) -> float:
     return time.perf_counter() - t0
 
 
-def matmul_ceiling(dtypes: tuple[torch.dtype, ...], reps: int, max_n: int = 4096,
-                   target_s: float = 0.5) -> dict[str, dict[str, float]]:
-    """Median GFLOP/s of a square n x n matmul per dtype, repetitions alternating between the dtypes.
+def matmul_operands(dtypes: tuple[torch.dtype, ...], max_n: int = 4096,
+                    target_s: float = 1.0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Two square n x n operands per dtype for the ceiling (a large square ``torch.matmul``).
 
-    n is the largest power-of-two multiple of 512 up to ``max_n`` whose matmul takes about ``target_s`` at the
-    rate of a 512 probe (a CPU that emulates bf16 would otherwise spend minutes on one 4096 matmul).
+    n is the largest power of two times 512, up to ``max_n``, whose matmul takes at most about ``target_s`` at the
+    rate of a 512 probe (a CPU that emulates bf16 would otherwise spend minutes on one large matmul).
     """
-    mats, times = {}, {}
+    mats = {}
     for dt in dtypes:
         a, b = torch.randn(512, 512).to(dt), torch.randn(512, 512).to(dt)
         rate = 2 * 512**3 / min(_time_matmul(a, b) for _ in range(3))
         n = 512
         while n * 2 <= max_n and 2 * (2 * n) ** 3 / rate <= target_s:
             n *= 2
-        mats[dt] = (torch.randn(n, n).to(dt), torch.randn(n, n).to(dt))
-        _time_matmul(*mats[dt])  # warm-up
-        times[dt] = []
-    for _ in range(reps):
-        for dt in dtypes:
-            times[dt].append(_time_matmul(*mats[dt]))
-    return {str(dt).replace("torch.", ""): dict(n=mats[dt][0].shape[0], gflops=2 * mats[dt][0].shape[0] ** 3
-                                                / statistics.median(times[dt]) / 1e9) for dt in dtypes}
+        mats[_name(dt)] = (torch.randn(n, n).to(dt), torch.randn(n, n).to(dt))
+        _time_matmul(*mats[_name(dt)])  # warm-up
+    return mats
 
 
-def build(variant: Variant, images: torch.Tensor) -> Run:
-    """The variant's run, built by the library's own ``setup_run`` on the given images."""
-    cfg = quick_config(**variant.overrides)
-    return setup_run(cfg, ImageData(images, None, [], "random-uint8"))
+def matmul_gflops(a: torch.Tensor, b: torch.Tensor) -> float:
+    """GFLOP/s of one ``a @ b`` of square operands."""
+    return 2 * a.shape[0] ** 3 / _time_matmul(a, b) / 1e9
+
+
+def copy_bandwidth(mib: int = 64, reps: int = 5) -> float:
+    """Median GB/s of ``torch.add(x, y, out=z)`` on fp32 tensors of ``mib`` MiB (2 reads + 1 write)."""
+    x, y, z = (torch.rand(mib * 2**18) for _ in range(3))
+    times = []
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        torch.add(x, y, out=z)
+        times.append(time.perf_counter() - t0)
+    return 3 * x.numel() * 4 / statistics.median(times[1:]) / 1e9
+
+
+def _name(dtype: Optional[torch.dtype]) -> str:
+    return "float32" if dtype is None else str(dtype).replace("torch.", "")
+
+
+def build(variant: Variant, images: torch.Tensor, batch_size: Optional[int] = None) -> Run:
+    """The variant's run, built by the library's own ``setup_run`` on the first 4 batches of ``images``."""
+    cfg = quick_config(**{**variant.overrides, **({"batch_size": batch_size} if batch_size else {})})
+    return setup_run(cfg, ImageData(images[:4 * cfg.batch_size], None, [], "random-uint8"))
 
 
 def batch_of(run: Run, step: int) -> torch.Tensor:
@@ -188,10 +207,10 @@ def library_step(run: Run, x: torch.Tensor) -> float:
     return time.perf_counter() - t0
 
 
-def count_flops(run: Run, x: torch.Tensor) -> dict[str, float]:
+def count_flops(run: Run) -> dict[str, float]:
     """FLOPs of one step's model forward, loss (forward + backward) and model backward (no optimiser step)."""
     cfg = run.cfg
-    views = make_views(x, run.augment, cfg.n_views, run.generator, cfg.channels_last)
+    views = make_views(batch_of(run, 0), run.augment, cfg.n_views, run.generator, cfg.channels_last)
     counts = {}
     with FlopCounterMode(display=False) as fc:
         with autocast_context(views.device, run.dtype):
@@ -209,55 +228,69 @@ def count_flops(run: Run, x: torch.Tensor) -> dict[str, float]:
 
 
 def warm_up(run: Run, variant: Variant, steps: int) -> list[float]:
-    """Seconds of the first ``steps`` steps (the first one of a compiled model includes the compilation)."""
+    """Seconds of the first ``steps`` steps (one more for a compiled model: its first step compiles)."""
     times = []
-    for s in range(steps):
+    for s in range(steps + int(run.cfg.compile)):
         with variant_context(variant):
             times.append(library_step(run, batch_of(run, s)))
     return times
 
 
-def measure(variants: list[Variant], images: torch.Tensor, reps: int, warmup: int) -> dict[str, dict[str, Any]]:
-    """Build every variant, warm it up, then time ``reps`` rounds in which the variants take turns.
-
-    Every round also times the baseline once more through ``train.train_step`` itself (undecomposed), to show the
-    phase split adds nothing.
-    """
-    runs = {v.name: build(v, images[:4 * quick_config(**v.overrides).batch_size]) for v in variants}
-    out = {v.name: dict(warmup_s=warm_up(runs[v.name], v, warmup), phases=[], library=[], load=[]) for v in variants}
-    for r in range(reps):
-        for v in variants:
-            run, rec = runs[v.name], out[v.name]
-            with variant_context(v):
-                rec["phases"].append(phased_step(run, batch_of(run, r)))
-                if v.name == "baseline":
-                    rec["library"].append(library_step(run, batch_of(run, r + 1)))
-            rec["load"].append(load_average())
+def _round(runs: dict[str, Run], variants: list[Variant], out: dict[str, dict[str, Any]], r: int,
+           mats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """One round: each variant's phased step (and the baseline through ``train_step``), then the ceilings."""
     for v in variants:
+        if v.max_reps is not None and r >= v.max_reps:
+            continue
+        run, rec = runs[v.name], out[v.name]
         with variant_context(v):
-            out[v.name]["flops"] = count_flops(runs[v.name], batch_of(runs[v.name], 0))
-        out[v.name].update(views=runs[v.name].cfg.n_views * runs[v.name].cfg.batch_size,
-                           dtype=str(runs[v.name].dtype).replace("torch.", ""))
+            rec["phases"].append(phased_step(run, batch_of(run, r)))
+            if v.name == "baseline":
+                rec["library"].append(library_step(run, batch_of(run, r + 1)))
+        rec["load"].append(load_average())
+    for dt, (a, b) in mats.items():
+        out["ceiling"][dt].append(matmul_gflops(a, b))
+    with variant_context(Variant("1 thread", threads=1)):
+        out["ceiling"]["float32, 1 thread"].append(matmul_gflops(*mats["float32"]))
+
+
+def measure(variants: list[Variant], images: torch.Tensor, reps: int, warmup: int,
+            mats: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, dict[str, Any]]:
+    """Build every variant, warm it up, then time ``reps`` rounds in which the variants and the matmul ceilings
+    take turns (every round also times the baseline through ``train.train_step`` itself, undecomposed)."""
+    runs = {v.name: build(v, images) for v in variants}
+    out = {v.name: dict(warmup_s=warm_up(runs[v.name], v, warmup), phases=[], library=[], load=[]) for v in variants}
+    out["ceiling"] = {dt: [] for dt in (*mats, "float32, 1 thread")}
+    for r in range(reps):
+        _round(runs, variants, out, r, mats)
+    flops: dict[int, dict[str, float]] = {}  # per batch size: dtype, layout and threads change no FLOP
+    for v in variants:
+        run = runs[v.name]
+        if run.cfg.batch_size not in flops:
+            flops[run.cfg.batch_size] = count_flops(build(VARIANTS["fp32"], images, run.cfg.batch_size))
+        out[v.name].update(flops=flops[run.cfg.batch_size], views=run.cfg.n_views * run.cfg.batch_size,
+                           dtype=_name(run.dtype), threads=v.threads or torch.get_num_threads())
     return out
 
 
-def summarise(name: str, rec: dict[str, Any], ceiling: dict[str, dict[str, float]],
+def summarise(name: str, rec: dict[str, Any], ceiling: dict[str, list[float]],
               base: Optional[dict[str, Any]]) -> dict[str, Any]:
-    """Medians, shares of the step, achieved GFLOP/s and the share of the matmul ceiling of its dtype."""
+    """Medians, shares of the step, achieved GFLOP/s and the share of the matmul ceiling of its dtype (paired
+    with the ceiling measured in the same round)."""
     steps = [sum(p.values()) for p in rec["phases"]]
     step = statistics.median(steps)
     phases = {p: statistics.median(x[p] for x in rec["phases"]) for p in PHASES}
     flops = sum(rec["flops"].values())
-    dtype = "bfloat16" if rec["dtype"] == "bfloat16" else "float32"
-    row = dict(variant=name, dtype=rec["dtype"], views=rec["views"], step_s=step, views_per_s=rec["views"] / step,
-               gflop_per_step=flops / 1e9, gflops=flops / step / 1e9,
+    key = rec["dtype"] if rec["dtype"] == "bfloat16" or rec["threads"] != 1 else "float32, 1 thread"
+    row = dict(variant=name, dtype=rec["dtype"], views=rec["views"], reps=len(steps), step_s=step,
+               views_per_s=rec["views"] / step, gflop_per_step=flops / 1e9, gflops=flops / step / 1e9,
                model_gflops=flops / (phases["forward"] + phases["loss"] + phases["backward"]) / 1e9,
-               ceiling_share=flops / step / 1e9 / ceiling[dtype]["gflops"],
+               ceiling_share=statistics.median(flops / t / 1e9 / c for t, c in zip(steps, ceiling[key])), ceiling_key=key,
                shares={p: phases[p] / sum(phases.values()) for p in PHASES}, phase_s=phases,
                load=statistics.median(rec["load"]), warmup_s=rec["warmup_s"], flops=rec["flops"])
     if rec["library"]:
         row["library_step_s"] = statistics.median(rec["library"])
-    if base is not None:  # per-view ratio of step times, from the same rounds (paired repetition by repetition)
+    if base is not None:  # per-view ratio of step times, paired round by round
         pairs = [(sum(b.values()) / base["views"]) / (sum(v.values()) / rec["views"])
                  for b, v in zip(base["phases"], rec["phases"])]
         row["speedup_vs_baseline"] = statistics.median(pairs)
@@ -278,37 +311,60 @@ def compile_payback(rows: dict[str, dict[str, Any]], budget_s: float) -> Optiona
 
 
 def profile_ops(variant: Variant, images: torch.Tensor, steps: int, top: int) -> dict[str, Any]:
-    """Self CPU time of the ops in ``steps`` steps of the variant: per category, and the top ops by shape."""
-    run = build(variant, images[:4 * quick_config(**variant.overrides).batch_size])
+    """Self CPU time of the ops of ``train.train_step`` (forward, loss, backward, optimiser; the views are made
+    outside the profiler) over ``steps`` steps: per category, the top ops by shape, and each conv layer's rate."""
+    run = build(variant, images)
+    cfg = run.cfg
+    views = [make_views(batch_of(run, s), run.augment, cfg.n_views, run.generator, cfg.channels_last)
+             for s in range(steps + 1)]
+    layers = conv_layers(run.core, views[0])
     with variant_context(variant):
-        library_step(run, batch_of(run, 0))
+        train_step(run.model, views[0], run.optimizer, run.scaler, cfg.temperature, cfg.n_views, run.dtype)
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-            for s in range(steps):
-                library_step(run, batch_of(run, s + 1))
+            for v in views[1:]:
+                train_step(run.model, v, run.optimizer, run.scaler, cfg.temperature, cfg.n_views, run.dtype)
     events = prof.key_averages(group_by_input_shape=True)
     total = sum(e.self_cpu_time_total for e in events)
     cats = {c: sum(e.self_cpu_time_total for e in events if e.key in names) / total
             for c, names in OP_CATEGORIES.items()}
-    cats["other (augmentation, optimiser, elementwise)"] = 1 - sum(cats.values())
+    cats["other (LARS, loss, elementwise)"] = 1 - sum(cats.values())
     ops = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
-    return dict(step_ms=total / 1e3 / steps, categories=cats,
+    return dict(step_ms=total / 1e3 / steps, categories=cats, conv_layers=conv_rates(events, layers, steps),
                 top_ops=[dict(op=e.key, shapes=str(e.input_shapes)[:90], share=e.self_cpu_time_total / total,
                               ms_per_step=e.self_cpu_time_total / 1e3 / steps, calls=e.count // steps) for e in ops])
 
 
 def conv_layers(model: torch.nn.Module, views: torch.Tensor) -> list[dict[str, Any]]:
-    """Per conv layer: input shape and forward FLOPs (to read the profiler's shapes against)."""
+    """Per conv layer: input, weight and output shapes and forward GFLOP (read with the profiler's shapes)."""
     rows = []
 
     def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         k = mod.weight.shape[1] * mod.weight.shape[2] * mod.weight.shape[3]
-        rows.append(dict(input=list(inp[0].shape), output=list(out.shape), gflop_fwd=2 * out.numel() * k / 1e9))
+        rows.append(dict(input=list(inp[0].shape), weight=list(mod.weight.shape), output=list(out.shape),
+                         gflop_fwd=2 * out.numel() * k / 1e9))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     with torch.no_grad():
         model(views)
     for h in handles:
         h.remove()
+    return rows
+
+
+def conv_rates(events: Any, layers: list[dict[str, Any]], steps: int) -> list[dict[str, Any]]:
+    """Each conv layer's forward and backward ms per step and GFLOP/s, from the profiler's shapes. The backward
+    of the first layer computes the weight gradient only (the views need none): 1x its forward FLOPs, else 2x."""
+    rows = []
+    for i, layer in enumerate(layers):
+        fwd = [e for e in events if e.key == "aten::mkldnn_convolution"
+               and e.input_shapes[:2] == [layer["input"], layer["weight"]]]
+        bwd = [e for e in events if e.key == "aten::convolution_backward"
+               and e.input_shapes[1:3] == [layer["input"], layer["weight"]]]
+        f_ms = sum(e.self_cpu_time_total for e in fwd) / 1e3 / steps
+        b_ms = sum(e.self_cpu_time_total for e in bwd) / 1e3 / steps
+        g = layer["gflop_fwd"]
+        rows.append(dict(layer, fwd_ms=f_ms, bwd_ms=b_ms, fwd_gflops=g / f_ms * 1e3 if f_ms else None,
+                         bwd_gflops=g * (1 if i == 0 else 2) / b_ms * 1e3 if b_ms else None))
     return rows
 
 
@@ -331,10 +387,11 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), help=f"any of {list(VARIANTS)}")
     p.add_argument("--reps", type=int, default=5, help="timed rounds (the variants take turns in each)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant (compilation happens here)")
-    p.add_argument("--matmul-reps", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps per variant (+1 to compile)")
     p.add_argument("--profile-steps", type=int, default=2, help="profiled baseline steps (0: no profile)")
     p.add_argument("--budget", type=float, default=600.0, help="seconds of training for the compile payback")
+    p.add_argument("--warm-compile-cache", action="store_true",
+                   help="let torch.compile reuse its on-disk caches (default: compile from scratch, as a first run)")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     return p.parse_args()
 
@@ -343,27 +400,32 @@ def main() -> None:
     args = parse_args()
     if "baseline" not in args.variants:
         args.variants.insert(0, "baseline")
-    info = machine_info()
-    cfg = quick_config()
+    info, cfg = machine_info(), quick_config()
+    if "compile" in args.variants and not args.warm_compile_cache:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.force_disable_caches = True  # the compile seconds of a first run on this machine
     print(f"{info['cpu']} (family/model {info['family_model']}), {info['threads']} threads, torch {info['torch']}, "
           f"AVX-512 {info['avx512f']}, AVX512-BF16 {info['avx512_bf16']}, AMX {info['amx']} -> precision "
           f"'{cfg.precision}' runs {'bf16' if info['native_bf16'] else 'fp32'}; load {load_average():.2f}", flush=True)
-    ceiling = matmul_ceiling((torch.float32, torch.bfloat16), args.matmul_reps)
-    print("matmul ceiling: " + ", ".join(f"{k} {v['gflops']:.1f} GFLOP/s (n={v['n']})" for k, v in ceiling.items()),
-          flush=True)
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (4 * 512, 3, 32, 32), dtype=torch.uint8, generator=gen)
-    t0 = time.perf_counter()
-    recs = measure([VARIANTS[n] for n in args.variants], images, args.reps, args.warmup)
-    rows = {n: summarise(n, recs[n], ceiling, None if n == "baseline" else recs["baseline"]) for n in args.variants}
-    print(f"measured in {time.perf_counter() - t0:.0f} s\n\n{markdown(list(rows.values()))}\n", flush=True)
+    mats = matmul_operands((torch.float32, torch.bfloat16))
+    images = torch.randint(0, 256, (4 * 512, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    t0, load0 = time.perf_counter(), load_average()
+    recs = measure([VARIANTS[n] for n in args.variants], images, args.reps, args.warmup, mats)
+    rows = {n: summarise(n, recs[n], recs["ceiling"], None if n == "baseline" else recs["baseline"])
+            for n in args.variants}
+    ceiling = {dt: dict(n=mats[dt.split(",")[0]][0].shape[0], gflops=statistics.median(v))
+               for dt, v in recs["ceiling"].items()}
+    print("matmul ceiling (median of the rounds): " + ", ".join(
+        f"{k} {v['gflops']:.1f} GFLOP/s (n={v['n']})" for k, v in ceiling.items()) +
+        f"; memory bandwidth (fp32 add, 64 MiB): {copy_bandwidth():.1f} GB/s")
+    print(f"measured in {time.perf_counter() - t0:.0f} s, load {load0:.2f} -> {load_average():.2f}\n\n"
+          f"{markdown(list(rows.values()))}\n", flush=True)
     result = dict(date=time.strftime("%Y-%m-%d"), machine=info, config=cfg.to_dict(), ceiling=ceiling,
-                  rows=rows, compile=compile_payback(rows, args.budget))
+                  rows=rows, compile=compile_payback(rows, args.budget), command=" ".join(sys.argv))
     _report_extras(result, rows)
     if args.profile_steps:
         result["profile"] = profile_ops(VARIANTS["baseline"], images, args.profile_steps, top=15)
-        base_run = build(VARIANTS["baseline"], images[:4 * cfg.batch_size])
-        result["conv_layers"] = conv_layers(base_run.core, make_views(images[:8], base_run.augment, 2))
         _print_profile(result["profile"])
     result["load_end"] = load_average()
     if args.out:
@@ -386,13 +448,19 @@ def _report_extras(result: dict[str, Any], rows: dict[str, dict[str, Any]]) -> N
 
 def _print_profile(prof: dict[str, Any]) -> None:
     """Print the profiler's categories and top ops."""
-    print(f"\nprofile of the baseline step ({prof['step_ms']:.0f} ms/step of self CPU time under the profiler):")
+    print(f"\nprofile of the baseline train_step, views made outside ({prof['step_ms']:.0f} ms/step of self CPU time "
+          "under the profiler):")
     print("| category | share of self CPU time |\n|---|---|")
     for c, s in sorted(prof["categories"].items(), key=lambda kv: -kv[1]):
         print(f"| {c} | {100 * s:.1f} % |")
     print("\n| op | input shapes | ms/step | share |\n|---|---|---|---|")
     for o in prof["top_ops"]:
         print(f"| {o['op']} | {o['shapes']} | {o['ms_per_step']:.0f} | {100 * o['share']:.1f} % |")
+    print("\n| conv layer (input -> output) | GFLOP fwd | fwd ms | fwd GFLOP/s | bwd ms | bwd GFLOP/s |\n|---|---|---|---|---|---|")
+    for c in prof["conv_layers"]:
+        rate = lambda g: f"{g:.1f}" if g else "—"
+        print(f"| {c['input'][1:]} -> {c['output'][1:]} | {c['gflop_fwd']:.2f} | {c['fwd_ms']:.0f} | "
+              f"{rate(c['fwd_gflops'])} | {c['bwd_ms']:.0f} | {rate(c['bwd_gflops'])} |")
 
 
 if __name__ == "__main__":

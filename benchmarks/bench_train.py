@@ -17,8 +17,7 @@ import time
 import torch
 
 from simclr_lib.augment import SimCLRAugment, make_views
-from simclr_lib.config import SimCLRConfig
-from simclr_lib.config import build_model
+from simclr_lib.config import SimCLRConfig, build_model
 from simclr_lib.optim import build_optimizer
 from simclr_lib.runtime import make_grad_scaler
 from simclr_lib.train import train_step

@@ -33,11 +33,10 @@ import torchvision
 from torch import nn
 
 from simclr_lib.augment import SimCLRAugment, color_jitter
+from simclr_lib.config import SimCLRConfig, build_model
 from simclr_lib.data import CIFAR10_MEAN, CIFAR10_STD
-from simclr_lib.config import SimCLRConfig
 from simclr_lib.loss import nt_xent
 from simclr_lib.models import ProjectionHead
-from simclr_lib.config import build_model
 from simclr_lib.optim import build_optimizer, build_scheduler
 
 

@@ -26,15 +26,15 @@ from pathlib import Path
 import torch
 
 from simclr_lib import __version__
-from simclr_lib.runs.checkpoint import load_checkpoint, save_checkpoint
-from simclr_lib.runs.registry import pretrained as load_model
+from simclr_lib.config import build_model
 from simclr_lib.data import load_dataset
 from simclr_lib.embed import tsne
 from simclr_lib.evaluate import features, knn_accuracy, linear_probe
-from simclr_lib.config import build_model
-from simclr_lib.teaching.plots import save_figure, scatter_by_class
+from simclr_lib.runs.checkpoint import load_checkpoint, save_checkpoint
 from simclr_lib.runs.registry import file_sha256
+from simclr_lib.runs.registry import pretrained as load_model
 from simclr_lib.runtime import atomic_write_text
+from simclr_lib.teaching.plots import save_figure, scatter_by_class
 
 PROBE_CS = (0.01, 0.1, 1.0)  # chosen on a held-out 20 % of the training labels (as notebook 04)
 TSNE_IMAGES = 5000

@@ -26,11 +26,10 @@ from pathlib import Path
 
 import torch
 
-from simclr_lib.config import SimCLRConfig
+from simclr_lib.config import SimCLRConfig, build_model
 from simclr_lib.data import load_dataset, validation_split
 from simclr_lib.data.images import ImageData
 from simclr_lib.evaluate import features, knn_accuracy, linear_probe
-from simclr_lib.config import build_model
 from simclr_lib.train import pretrain
 
 # one change from SimCLRConfig.quick() each (tau 0.2, lr 2.0 at batch 256, LARS, min crop 0.08, grey p 0.2,

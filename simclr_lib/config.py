@@ -61,6 +61,10 @@ def dataset_defaults(dataset: str, image_size: Optional[int] = None) -> dict[str
 
 @dataclass
 class SimCLRConfig:
+    """Every knob of a SimCLR run, each with the paper's default and a comment (the CLI's flags and help come from
+    them); presets ``smoke()``, ``quick()``, ``cpu()``. Taught in notebook 03 (used in every notebook).
+    """
+
     # --- data -------------------------------------------------------------------------------------------------
     dataset: str = "cifar10"  # the training images; "shapes" needs no file and no internet
     data_dir: Optional[str] = None  # data directory (default: $SIMCLR_DATA_DIR, else ./data)
@@ -90,6 +94,7 @@ class SimCLRConfig:
     # --- optimisation (paper Sec. 2.2, App. B.1) -----------------------------------------------------------
     batch_size: int = 512  # images per step, global over all processes (each gives n_views views)
     epochs: int = 100  # passes over the training images
+    minutes: Optional[float] = None  # time budget of the training; the LR cosine ends with it (epochs is then a cap)
     optimizer: str = "lars"  # the optimiser (the paper's is LARS)
     lr: Optional[float] = None  # peak learning rate (default: from lr_scaling and base_lr)
     lr_scaling: str = "sqrt"  # "linear": base_lr*B/256, "sqrt": base_lr*sqrt(B), "none": base_lr
@@ -153,6 +158,8 @@ class SimCLRConfig:
             raise ValueError(f"subset={self.subset} must be >= 2 or None")
         if self.proj_layers < 1:
             raise ValueError(f"proj_layers={self.proj_layers} must be >= 1")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f"minutes={self.minutes!r} must be > 0 (or None: no time budget)")
         if self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("weight_decay and warmup_epochs must be >= 0")
         if self.dataset == "folder" and not self.folder:

@@ -309,12 +309,13 @@ def random_init_model(cfg: SimCLRConfig, seed: Optional[int] = None, device: Dev
 
 def evaluate_frozen(model: nn.Module, train: ImageData, test: ImageData, spaces: Sequence[str] = ("h",),
                     scores: Sequence[str] = ("probe", "knn"), knn_k: int = 200,
-                    C: Union[float, Sequence[float]] = 1.0) -> dict:
+                    C: Union[float, Sequence[float]] = 1.0, device: DeviceLike = None) -> dict:
     """Top-1 accuracies (fractions) of a frozen encoder: a linear probe fitted on ``train``'s features and a cosine
     kNN classifier against them, scored on ``test``, for each feature space (h, z = g(h); Sec. 4.2).
 
     The one evaluation of a frozen encoder: the kNN monitor of a run, the quickstart, the experiments, the CLI and
-    the benchmarks call it for the trained model and for :func:`random_init_model` of the same config.
+    the benchmarks call it for the trained model and for :func:`random_init_model` of the same config. The probe
+    and the kNN vote run on ``device`` (None: where the features are, the CPU), e.g. the GPU of a long run.
 
     Shape:
         returns ``{"probe_h": float, "knn_h": float, ...}`` (keys ``<score>_<space>``), plus ``"probe_h_result"``
@@ -326,10 +327,11 @@ def evaluate_frozen(model: nn.Module, train: ImageData, test: ImageData, spaces:
     for space in spaces:
         ftr, fte = features(model, train.images, space), features(model, test.images, space)
         if "probe" in scores:
-            res = linear_probe(ftr, train.labels, fte, test.labels, C=C)
+            res = linear_probe(ftr, train.labels, fte, test.labels, C=C, device=device)
             out[f"probe_{space}"], out[f"probe_{space}_result"] = res["top1"], res
         if "knn" in scores:
-            out[f"knn_{space}"] = knn_accuracy(ftr, train.labels, fte, test.labels, k=min(knn_k, len(ftr)))
+            out[f"knn_{space}"] = knn_accuracy(ftr, train.labels, fte, test.labels, k=min(knn_k, len(ftr)),
+                                               device=device)
         out[f"test_features_{space}"] = fte
     return out
 

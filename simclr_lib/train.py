@@ -30,6 +30,7 @@ from simclr_lib.distributed import gather_views, init_from_env, is_distributed, 
 from simclr_lib.loss import nt_xent
 from simclr_lib.models import SimCLRModel
 from simclr_lib.optim import build_optimizer, build_scheduler, optimizer_step
+from simclr_lib.runs.budget import TimeBudget, time_scheduler
 from simclr_lib.runs.checkpoint import RESUME_MAY_CHANGE, RESUME_MUST_MATCH, resume_run  # noqa: F401 (training API)
 from simclr_lib.runs.lock import open_run
 from simclr_lib.runs.paths import checkpoint_file
@@ -112,7 +113,8 @@ def _make_model(cfg: SimCLRConfig, device: torch.device, local_rank: Optional[in
     return model, core
 
 def setup_run(cfg: SimCLRConfig, data: Optional[ImageData] = None,
-              monitor: Optional[tuple[ImageData, ImageData]] = None, augment: Optional[Any] = None) -> Run:
+              monitor: Optional[tuple[ImageData, ImageData]] = None, augment: Optional[Any] = None,
+              budget: Optional[TimeBudget] = None) -> Run:
     """Set up a run: device and process group, data on the device, model, optimiser, schedule, scaler, augment.
 
     Taught in notebook 03.
@@ -129,7 +131,8 @@ def setup_run(cfg: SimCLRConfig, data: Optional[ImageData] = None,
     model, core = _make_model(cfg, device, local_rank)
     opt = build_optimizer(core, cfg.optimizer, cfg.peak_lr(), cfg.weight_decay, cfg.momentum, cfg.lars_eta)
     steps_per_epoch = len(data) // cfg.batch_size  # the last partial batch is dropped
-    sched = build_scheduler(opt, cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch))
+    sched = (build_scheduler(opt, cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch))
+             if cfg.minutes is None and budget is None else time_scheduler(opt, cfg, steps_per_epoch, device, budget))
     dtype = resolve_precision(cfg.precision, device)
     images = data.images.to(device)  # uint8 on the device (airbench); a no-op on the CPU
     return Run(cfg=cfg, device=device, rank=rank, world_size=world_size, images=images, model=model, core=core,
@@ -142,7 +145,7 @@ def setup_run(cfg: SimCLRConfig, data: Optional[ImageData] = None,
 def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
              monitor: Optional[tuple[ImageData, ImageData]] = None, resume: Union[bool, str, Path] = False,
              callbacks: Sequence[Callable[[dict], Any]] = (), augment: Optional[SimCLRAugment] = None,
-             overwrite: bool = False) -> PretrainResult:
+             overwrite: bool = False, budget: Optional[TimeBudget] = None) -> PretrainResult:
     """Pre-train a SimCLR model (paper Algorithm 1) as ``cfg`` says.
 
     Taught in notebook 03, where the learner's own augmentation, loss and step run the same loop.
@@ -158,6 +161,8 @@ def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
         augment: a SimCLRAugment to use instead of the one built from ``cfg`` (e.g. one with only some ``ops``, for
             the ablation of Fig. 5).
         overwrite: replace a run already in ``cfg.out_dir`` (without it, a fresh run there is refused).
+        budget: the clock and plan of a run with ``cfg.minutes`` (default: a ``runs.budget.TimeBudget()``): its
+            cosine follows the time used and it stops when its re-planned steps are done.
 
     Returns:
         PretrainResult with the model, per-epoch history and final metrics; ``out_dir`` holds config.json,
@@ -167,7 +172,7 @@ def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
     """
     main = int(os.environ.get("RANK", "0")) == 0  # one writer per run folder: the main process
     with open_run(cfg.out_dir, bool(resume), overwrite, writer=main):  # checks, the lock, --overwrite
-        run = setup_run(cfg, data, monitor, augment)
+        run = setup_run(cfg, data, monitor, augment, budget)
         kept = checkpoint_file(cfg.out_dir if resume is True else resume) if resume else None
         if kept is not None:
             resume_run(run, kept)  # weights, optimiser, schedule, every random state, the step
@@ -184,8 +189,10 @@ def pretrain(cfg: SimCLRConfig, *, data: Optional[ImageData] = None,
                     loss, z_all = train_step(run.model, views, run.optimizer, run.scaler, cfg.temperature,
                                              cfg.n_views, run.dtype, run.scheduler)
                     rec.step(loss, z_all)  # syncs with the host every LOG_EVERY steps only
+                    if rec.done:  # a run with a time budget made its planned steps (runs/budget.py)
+                        break
                 record = rec.end_epoch()  # kNN monitor, history, TensorBoard, checkpoint
-                if any([cb(record) for cb in callbacks]):
+                if any([cb(record) for cb in callbacks]) or rec.done:
                     rec.stop(record)
                     break
             metrics = rec.finish()  # metrics.json

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-import simclr_lib.runs.checkpoint
+import simclr_lib.runs.registry
 from simclr_lib import data as D
 from simclr_lib.cli.commands import main
 from simclr_lib.config import SimCLRConfig
@@ -147,7 +147,7 @@ def loads(monkeypatch) -> list:
     def record(*a, **k):
         calls.append(a)
         raise RuntimeError("stopped at loading the checkpoint")
-    monkeypatch.setattr(simclr_lib.runs.checkpoint, "load_pretrained", record)
+    monkeypatch.setattr(simclr_lib.runs.registry, "pretrained", record)
     return calls
 
 
@@ -224,7 +224,7 @@ def test_download_flag_reaches_load_dataset(tmp_path, capsys, monkeypatch):
     from simclr_lib.config import build_model
 
     cfg = SimCLRConfig.smoke(dataset="cifar10", data_dir=str(tmp_path / "empty"))
-    monkeypatch.setattr(simclr_lib.runs.checkpoint, "load_pretrained", lambda *a, **k: (build_model(cfg).eval(), cfg))
+    monkeypatch.setattr(simclr_lib.runs.registry, "pretrained", lambda *a, **k: (build_model(cfg).eval(), cfg, {}))
     calls = []
     monkeypatch.setattr(D.releases, "_download", lambda *a: calls.append(a) or "OSError: offline")  # _locate's
     rc, _, err = _cli(capsys, "knn", "--checkpoint", str(tmp_path), "--device", "cpu")

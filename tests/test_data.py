@@ -141,12 +141,12 @@ def test_missing_cifar10_names_dir_and_layouts(tmp_path):
 
 
 def test_failed_download_is_reported_in_one_line(tmp_path, monkeypatch):
-    import torchvision.datasets as tvd
+    import torchvision.datasets.utils as tvu
 
     def offline(*args, **kwargs):
         raise OSError("<urlopen error [Errno -3]\nTemporary failure in name resolution>")
 
-    monkeypatch.setattr(tvd, "CIFAR10", offline)
+    monkeypatch.setattr(tvu, "download_url", offline)  # what data.releases downloads CIFAR-10 with
     with pytest.raises(FileNotFoundError) as e:
         load_dataset("cifar10", "train", tmp_path, download=True, progress=False)
     msg = _one_line(e)

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from simclr_lib import data as D
-from simclr_lib.teaching import notebook as NB
 from simclr_lib.cli import quickstart as Q
 from simclr_lib.data import files, find_dataset, load_dataset
+from simclr_lib.teaching import notebook as NB
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -243,8 +243,8 @@ def test_simclr_smoke_garbage_and_mode_case(monkeypatch):
 
 def test_a_corrupt_shared_checkpoint_is_kept_aside_and_retrained(tmp_path, monkeypatch, capsys):
     from simclr_lib import train
-    from simclr_lib.runs.checkpoint import save_checkpoint
     from simclr_lib.config import build_model
+    from simclr_lib.runs.checkpoint import save_checkpoint
 
     s = NB.Setup("smoke", torch.device("cpu"), None, "shapes", tmp_path / "run")
     s.checkpoint.parent.mkdir(parents=True)

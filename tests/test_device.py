@@ -12,13 +12,12 @@ import pytest
 import torch
 
 from simclr_lib import runtime, train
-from simclr_lib.runs.state import Run
 from simclr_lib.augment import SimCLRAugment, _check_generator
-from simclr_lib.config import SimCLRConfig
+from simclr_lib.config import SimCLRConfig, build_model
 from simclr_lib.data import epoch_order
-from simclr_lib.teaching.finetune import random_crop_flip
-from simclr_lib.config import build_model
 from simclr_lib.optim import build_optimizer, build_scheduler
+from simclr_lib.runs.state import Run
+from simclr_lib.teaching.finetune import random_crop_flip
 
 META = torch.device("meta")
 

@@ -13,10 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from simclr_lib.augment import SimCLRAugment
-from simclr_lib.config import SimCLRConfig
+from simclr_lib.config import SimCLRConfig, build_model
 from simclr_lib.loss import nt_xent
 from simclr_lib.models import ProjectionHead
-from simclr_lib.config import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,14 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simclr_lib.data import CIFAR10_MEAN, CIFAR10_STD, make_shapes
-from simclr_lib.data import balanced_indices
-from simclr_lib.evaluate import (features, knn_accuracy, knn_predict, label_fraction_sweep,
-                                 linear_probe, linear_probe_both, select_C)
-from simclr_lib.teaching.finetune import crop_flip_at, fine_tune, random_crop_flip, train_supervised
+from simclr_lib.data import CIFAR10_MEAN, CIFAR10_STD, balanced_indices, make_shapes
+from simclr_lib.evaluate import (features, knn_accuracy, knn_predict, label_fraction_sweep, linear_probe,
+                                 linear_probe_both, select_C)
 from simclr_lib.models import Normalize, ProjectionHead, SimCLRModel, build_encoder
-
-
+from simclr_lib.teaching.finetune import crop_flip_at, fine_tune, random_crop_flip, train_supervised
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -10,9 +10,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from simclr_lib.augment import SimCLRAugment, make_views
-from simclr_lib.teaching.geometry import (_mean_negative_similarity, alignment, embedding_geometry,
-                                          uniformity)
 from simclr_lib.models import ProjectionHead, SimCLRModel
+from simclr_lib.teaching.geometry import _mean_negative_similarity, alignment, embedding_geometry, uniformity
 from simclr_lib.teaching.plots.geometry import similarity_histograms
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

@@ -6,10 +6,10 @@ import torch.nn.functional as F
 import torchvision
 import torchvision.transforms.functional as TF
 
-from simclr_lib.config import ARCHS, SimCLRConfig
+from simclr_lib.config import ARCHS, SimCLRConfig, build_model
 from simclr_lib.data import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
-from simclr_lib.models import RESNET_FEAT_DIMS, SMALL_DEPTHS, SMALL_WIDTHS, Normalize, ProjectionHead, ResNetEncoder, SimCLRModel, SmallEncoder, build_encoder
-from simclr_lib.config import build_model
+from simclr_lib.models import (RESNET_FEAT_DIMS, SMALL_DEPTHS, SMALL_WIDTHS, Normalize, ProjectionHead, ResNetEncoder,
+                               SimCLRModel, SmallEncoder, build_encoder)
 
 EXPECTED_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "small": SMALL_WIDTHS[-1]}
 
@@ -238,11 +238,10 @@ def test_build_model_from_configs():
 
 def test_a_checkpoint_from_before_the_encoders_normalised_still_loads(tmp_path):
     """0.1 checkpoints hold no ``normalize`` buffers: they load, with the data set's statistics filled in."""
+    from simclr_lib.config import SimCLRConfig, build_model
+    from simclr_lib.data import STATS
     from simclr_lib.runs.checkpoint import save_checkpoint
     from simclr_lib.runs.registry import pretrained as load_model
-    from simclr_lib.config import SimCLRConfig
-    from simclr_lib.data import STATS
-    from simclr_lib.config import build_model
 
     cfg = SimCLRConfig.smoke()
     old = {k: v for k, v in build_model(cfg).state_dict().items() if "normalize" not in k}

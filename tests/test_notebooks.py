@@ -73,7 +73,11 @@ def test_what_a_notebook_trains_runs_on_its_device(name):
             assert "s.device" in text and ".cpu()" not in text, f"{name}: a cell trains off the notebook's device"
 
 
-ALIASES = {"nb": "notebook", "ex": "experiments"}  # how the notebooks import these modules
+# how the notebooks name the modules they print from (the teaching aids live in simclr_lib.teaching)
+ALIASES = {"nb": "teaching.notebook", "notebook": "teaching.notebook", "ex": "teaching.experiments",
+           **{m: f"teaching.{m}" for m in ("exercises", "experiments", "finetune", "geometry", "shortcut", "plots",
+                                           "popular_repos")},
+           "recorder": "runs.recorder", "checkpoint": "runs.checkpoint", "registry": "runs.registry"}
 
 
 @pytest.mark.parametrize("name", EXPECTED)

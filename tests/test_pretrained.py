@@ -8,8 +8,8 @@ import torch
 
 import simclr_lib
 from simclr_lib import SimCLRConfig
-from simclr_lib.runs.checkpoint import save_checkpoint
 from simclr_lib.config import build_model
+from simclr_lib.runs.checkpoint import save_checkpoint
 
 PT = importlib.import_module("simclr_lib.runs.registry")  # `simclr_lib.runs.registry` is the function
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -52,6 +52,11 @@ def downloads(monkeypatch):
     return calls
 
 
+def ckpt_history(path):
+    """The history a checkpoint carries (the loader returns it in info)."""
+    return torch.load(path, weights_only=True)["history"]
+
+
 def same_weights(model, state):
     return all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
@@ -66,6 +71,7 @@ def test_registry_name_loads_with_its_hash(repo, ckpt, tmp_path):
     PT.REGISTRY["tiny"] = PT.Entry("weights/tiny.pt", sha, "small encoder, shapes, 2 epochs")
     model, got_cfg, info = simclr_lib.pretrained("tiny", data_dir=tmp_path / "data")
     assert same_weights(model, state) and not model.training and got_cfg == cfg
+    assert info.pop("history") == ckpt_history(repo / "weights" / "tiny.pt")
     assert info == dict(name="tiny", path=str(repo / "weights" / "tiny.pt"), sha256=sha,
                         description="small encoder, shapes, 2 epochs", epoch=2, history_length=2, version="0.2.0")
     assert cache_files(tmp_path / "data") == []  # a committed file is read in place

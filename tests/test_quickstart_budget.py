@@ -1,16 +1,19 @@
-"""The quickstart on a time budget (issue 11, item 2): the smoke preset on `shapes` with a FAKE SLOW STEP.
+"""The quickstart on a time budget (issue 19, item 2): the smoke preset on `shapes` with a FAKE SLOW STEP.
 
-``train.train_step`` is replaced by a ``time.sleep`` of a chosen length (the calibration and ``pretrain`` both call
-it), so the step time is known; the random-init / trained probe + t-SNE (``Side.measure``) and the kNN monitor are
-replaced by fixed sleeps too, so the only real work left (augmentation, checkpoints, the figure) is small and a
-loaded CI machine cannot change what is tested. One torch thread: on 2 shared cores two threads per process made
-everything 10-40x slower in our measurements.
+``train.train_step`` is replaced by a ``time.sleep`` of a chosen length that steps the schedule as the real step does
+(the calibration and ``pretrain`` both call it), so the step time is known and may change mid-run; the random-init /
+trained probe + t-SNE (``Side.measure``) and the kNN monitor are replaced by fixed sleeps too, the views by the
+images themselves and the figure by an empty file, so the only real work left (checkpoints, metrics.json) is small
+and a loaded CI machine cannot change what is tested. One torch
+thread: on 2 shared cores two threads per process made everything 10-40x slower in our measurements.
+
+The run is planned in time (``runs.budget``, tested on a fake clock in tests/test_budget.py): each budgeted run
+here must end inside its budget, use at least 85 % of it, and end its cosine (LR ~ 0) at its last step.
 """
 import contextlib
 import io
 import json
 import time
-
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +21,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from simclr_lib import SimCLRConfig, train
 from simclr_lib.cli import commands as main_module
 from simclr_lib.cli import quickstart as Q
-from simclr_lib import train
+from simclr_lib.runs import recorder
 
 SIDE_SECONDS = 0.3  # the fake probe + t-SNE of one side
+MINUTES = 0.15  # 9 s budgets
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,10 +38,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def fake_step(seconds):
-    """A train_step that sleeps ``seconds()`` and returns a finite loss and unit-norm z of the right shape."""
-    def step(model, views, *args, **kwargs):
+def fake_step(seconds, lrs=None):
+    """A train_step that sleeps ``seconds()``, steps the schedule (noting the LR it trained with in ``lrs``) and
+    returns a finite loss and unit-norm z of the right shape."""
+    def step(model, views, optimizer, scaler, temperature=0.5, n_views=2, dtype=None, scheduler=None):
+        if lrs is not None and hasattr(scheduler, "budget"):  # pretrain's steps (the calibration's have no budget)
+            lrs.append(optimizer.param_groups[0]["lr"])
         time.sleep(seconds())
+        optimizer.step()  # (no gradients: a no-op that keeps the scheduler from warning)
+        scheduler.step()
         return torch.tensor(4.0), F.normalize(torch.randn(views.shape[0], 8), dim=1)
     return step
 
@@ -50,10 +60,21 @@ def fake_measure(seconds=lambda: SIDE_SECONDS):
     return staticmethod(measure)
 
 
-def patch(mp, step_seconds, side_seconds=lambda: SIDE_SECONDS):
-    mp.setattr(train, "train_step", fake_step(step_seconds))
-    mp.setattr(train, "knn_monitor", lambda *a: 0.0)
+def patch(mp, step_seconds, side_seconds=lambda: SIDE_SECONDS, lrs=None):
+    mp.setattr(train, "train_step", fake_step(step_seconds, lrs))
+    for module in (train, Q):  # views are the images themselves: augmenting them is not what is tested here
+        mp.setattr(module, "make_views", lambda images, *args: images)
+    mp.setattr(recorder, "knn_monitor", lambda *a: 0.0)
     mp.setattr(Q.Side, "measure", fake_measure(side_seconds))
+    mp.setattr(Q, "side_by_side", lambda *a, **kw: None)
+    mp.setattr(Q, "save_figure", fake_figure)
+
+
+def fake_figure(fig, path):
+    """The figure's file, empty (drawing it takes 0.1-1 s of real work on a loaded machine)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
 
 
 def quickstart(out, minutes=None, epochs=None):
@@ -64,77 +85,113 @@ def quickstart(out, minutes=None, epochs=None):
     return m, time.perf_counter() - t0
 
 
-def budgeted(tmp_path_factory, step_s, minutes):
-    """A budgeted run with a step of ``step_s``; returns (metrics, wall seconds, stdout)."""
+def budgeted(tmp_path_factory, step_seconds, minutes=MINUTES, **kw):
+    """A budgeted run with a step of ``step_seconds()``; returns (metrics, wall seconds, stdout)."""
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
-        patch(mp, lambda: step_s)
+        patch(mp, step_seconds, **kw)
         m, wall = quickstart(tmp_path_factory.mktemp("qs") / "run", minutes=minutes)
     return m, wall, out.getvalue()
 
 
+def assert_used_85_to_100_percent_with_the_cosine_done(m, wall, lrs=None):
+    budget = 60 * m["budget_minutes"]
+    assert 0.85 * budget <= m["total_seconds"] <= wall <= budget, (m["total_seconds"], wall, budget)
+    assert m["schedule"]["ended"] == "schedule complete", m["schedule"]
+    peak = SimCLRConfig.from_dict(m["config"]).peak_lr()
+    assert m["final_lr"] < 1e-6 * peak  # the schedule is at the end of its cosine
+    if lrs is not None:  # and the last step trained with ~0
+        assert len(lrs) == m["steps_run"] and lrs[-1] < 0.02 * peak
+
+
 @pytest.fixture(scope="module")
 def fast(tmp_path_factory):
-    return budgeted(tmp_path_factory, 0.04, 0.15)
+    return budgeted(tmp_path_factory, lambda: 0.04)
 
 
 def plan_lines(text):
     return [line for line in text.splitlines() if "s/step measured" in line]
 
 
-def test_a_3x_slower_step_trains_a_third_of_the_epochs_in_the_same_budget(fast, tmp_path_factory):
-    (m1, wall1, _), (m3, wall3, _) = fast, budgeted(tmp_path_factory, 0.12, 0.15)
+def test_a_budgeted_run_uses_its_budget_and_ends_its_cosine(fast):
+    m, wall, _ = fast
+    assert_used_85_to_100_percent_with_the_cosine_done(m, wall)
+    assert m["plan"]["steps"] >= 60 and m["steps_run"] >= 0.8 * m["plan"]["steps"]
+    assert m["epochs"] == m["steps_run"] / 4
+    assert m["config"]["minutes"] == pytest.approx(m["plan"]["train_seconds"] / 60)
+    replans = m["schedule"]["replans"]
+    assert len(replans["planned_steps"]) >= m["steps_run"] // 4 - 1  # re-planned at every logging sync (4-step epochs)
+    assert all(0.03 < s < 0.2 for s in replans["seconds_per_step"])
+    load = m["load_average"]
+    assert (load["start"] is None) == (load["end"] is None) == (not Path("/proc/loadavg").exists())
+
+
+def test_a_3x_slower_step_trains_a_third_of_the_steps_in_the_same_budget(fast, tmp_path_factory):
+    (m1, _, _), (m3, wall3, _) = fast, budgeted(tmp_path_factory, lambda: 0.12)
     assert 2.4 < m3["seconds_per_step"] / m1["seconds_per_step"] < 3.2
-    assert m1["planned_epochs"] >= 10  # enough epochs for a ratio to mean something
-    assert 0.22 < m3["planned_epochs"] / m1["planned_epochs"] < 0.45, (m1["planned_epochs"], m3["planned_epochs"])
-    for m, wall in ((m1, wall1), (m3, wall3)):
-        assert m["budget_minutes"] == 0.15 and wall <= 9.0 and m["total_seconds"] <= 9.0
-        assert m["epochs_run"] == m["planned_epochs"] and not m["deadline_stop"]
-        assert m["config"]["epochs"] == m["planned_epochs"]  # the LR schedule is planned for them
-    assert wall3 < 1.5 * wall1  # fewer epochs, not a longer run
+    # fewer steps in the same time: about a third, more with the fixed cost of each (4-step) epoch's end
+    assert 0.22 < m3["steps_run"] / m1["steps_run"] < 0.6, (m1["steps_run"], m3["steps_run"])
+    assert_used_85_to_100_percent_with_the_cosine_done(m3, wall3)
 
 
-def test_b_plan_line_printed_once_and_recorded(fast):
+def test_plan_line_printed_once_and_recorded(fast):
     m, _, out = fast
     lines = plan_lines(out)
     assert len(lines) == 1, lines
-    assert f"-> {m['planned_epochs']} epochs of 4 steps on 256 images to fit 0.15 min" in lines[0]
+    assert f"-> {m['plan']['steps']} steps planned" in lines[0] and "of 4 steps on 256 images" in lines[0]
+    assert "to fit 0.15 min" in lines[0] and "re-planned every 10 steps" in lines[0]
     assert out.index(lines[0]) < out.index("quickstart: linear probe")  # before training, not at the end
     saved = json.loads((Path(m["tsne_figure"]).parent / "metrics.json").read_text())
-    for key in ("budget_minutes", "planned_epochs", "epochs_run", "seconds_per_step", "total_seconds"):
+    assert saved["plan"]["line"] == lines[0]
+    for key in ("budget_minutes", "planned_epochs", "steps_run", "epochs", "seconds_per_step", "total_seconds",
+                "schedule", "load_average", "final_lr"):
         assert saved[key] == m[key] and saved[key] is not None
 
 
-def test_c_step_slowing_mid_run_stops_at_the_deadline_within_budget(tmp_path, capsys, monkeypatch):
+def slowing_then(factor, after_calls=20):
+    """A step of 0.04 s in the calibration and the first ``after_calls`` training steps, ``factor`` x after."""
     phase = dict(training=False, calls=0)
 
     def step_seconds():
         phase["calls"] += phase["training"]
-        return 0.3 if phase["calls"] > 8 else 0.03  # ten times slower after two epochs of training
+        return 0.04 * (factor if phase["calls"] > after_calls else 1.0)
 
     real_pretrain = Q.pretrain
 
     def pretrain(*args, **kwargs):
         phase["training"] = True
         return real_pretrain(*args, **kwargs)
+    return phase, step_seconds, pretrain
 
-    patch(monkeypatch, step_seconds, side_seconds=lambda: 2 * SIDE_SECONDS if phase["training"] else SIDE_SECONDS)
+
+def test_a_step_slowing_mid_run_re_plans_and_ends_inside_the_budget(tmp_path, monkeypatch, capsys):
+    phase, step_seconds, pretrain = slowing_then(4.0)
+    lrs = []
+    patch(monkeypatch, step_seconds, lrs=lrs,
+          side_seconds=lambda: 3 * SIDE_SECONDS if phase["training"] else SIDE_SECONDS)  # a slower probe too
     monkeypatch.setattr(Q, "pretrain", pretrain)
-    m, wall = quickstart(tmp_path / "run", minutes=0.15)
-    out = capsys.readouterr().out
-    assert m["planned_epochs"] >= 20  # at 0.3 s/step they would take >= 24 s of the 9 s budget
-    assert m["deadline_stop"] and 2 <= m["epochs_run"] < m["planned_epochs"]
-    assert wall <= 9.0 and m["total_seconds"] <= 9.0
-    stops = [line for line in out.splitlines() if line.startswith("quickstart: stopping after epoch")]
-    assert len(stops) == 1 and f"epoch {m['epochs_run']} of {m['planned_epochs']}" in stops[0]
-    assert len(plan_lines(out)) == 1
+    m, wall = quickstart(tmp_path / "run", minutes=MINUTES)
+    assert_used_85_to_100_percent_with_the_cosine_done(m, wall, lrs)
+    assert m["steps_run"] < 0.5 * m["plan"]["steps"]  # 4x slower after 20 steps: far fewer than planned
+    assert len(plan_lines(capsys.readouterr().out)) == 1
 
 
-def test_d_epochs_override_the_budget(tmp_path, capsys, monkeypatch):
+def test_a_step_speeding_up_mid_run_uses_the_extra_time(tmp_path, monkeypatch):
+    phase, step_seconds, pretrain = slowing_then(0.25, after_calls=10)
+    lrs = []
+    patch(monkeypatch, lambda: 3 * step_seconds(), lrs=lrs)  # 0.12 s, then 0.03 s
+    monkeypatch.setattr(Q, "pretrain", pretrain)
+    m, wall = quickstart(tmp_path / "run", minutes=MINUTES)
+    assert_used_85_to_100_percent_with_the_cosine_done(m, wall, lrs)
+    assert m["steps_run"] > 1.6 * m["plan"]["steps"]  # 4x faster after 10 steps: not stopped at the first plan
+
+
+def test_epochs_override_the_budget(tmp_path, capsys, monkeypatch):
     patch(monkeypatch, lambda: 0.01)
     monkeypatch.setattr(Q, "calibrate", lambda *a: pytest.fail("calibrated although --epochs was given"))
     m, _ = quickstart(tmp_path / "run", minutes=0.01, epochs=3)  # 0.6 s could not hold 3 epochs + the reserve
-    assert m["epochs_run"] == m["planned_epochs"] == 3 and m["budget_minutes"] is None
+    assert m["epochs_run"] == m["planned_epochs"] == 3 and m["steps_run"] == 12 and m["budget_minutes"] is None
+    assert m["config"]["minutes"] is None and m["schedule"] is None and m["plan"] is None
     assert not plan_lines(capsys.readouterr().out)
     assert Q.budget_minutes(smoke=False, epochs=None, minutes=None) == Q.DEFAULT_MINUTES
     assert Q.budget_minutes(smoke=True, epochs=None, minutes=None) is None
@@ -147,24 +204,21 @@ def test_d_epochs_override_the_budget(tmp_path, capsys, monkeypatch):
     assert main_module.main(["quickstart"]) == 0 and seen["minutes"] is None and seen["epochs"] is None
 
 
-def test_e_planner_shrinks_the_subset_when_few_epochs_fit():
-    assert Q.plan_epochs(100.0, 0.1, 256, 64) == (250, 256)  # all images, as many epochs as fit
-    assert Q.plan_epochs(1.0, 0.1, 256, 64) == (3, 192)  # 10 steps: not 3 epochs of 4, so 3 epochs of 3
-    assert Q.plan_epochs(2.0, 0.1, 256, 64, checkpoint_s=0.4) == (3, 128)  # each epoch's checkpoint costs 4 steps
-    assert Q.plan_epochs(0.25, 0.1, 256, 64) == (0, 0)  # not even 3 steps
+def test_the_plan_caps_epochs_and_warm_up_and_keeps_the_post_training_work():
+    baseline = Q.Side(dict(top1=0.1, seconds=2.0), np.zeros((1, 2)), 10.0, 1e-4)  # post: 10 + 0.5 * 2 = 11 s
+    cfg = SimCLRConfig.quick(dataset="shapes")
+    plan = Q.make_plan(cfg, 600.0, 30.0, (0.4, 0.1, 2.0), 10000, baseline, 4000)
+    assert plan.post_s == 11.0 and plan.slack_s == 18.0 and plan.train_s == 600 - 30 - 2 - 18
+    assert plan.epoch_end_s == pytest.approx(0.5) and plan.steps_per_epoch == 39
+    assert plan.steps == int((plan.train_s - 11.0 - 0.5 - 2 * 0.4) / (0.4 + 0.5 / 39))  # the budget's first plan
+    budget = plan.budget()
+    assert budget.after_s == 11.0 and budget.reference_step_s == 0.4 and budget.max_slowdown == Q.MAX_SLOWDOWN
+    sched = budget.scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), plan.train_s,
+                             10 ** 6, 39, 39)
+    assert sched.budget.planned == plan.steps
 
 
-def test_e_budget_for_few_steps_trains_a_smaller_subset(tmp_path, capsys, monkeypatch):
-    patch(monkeypatch, lambda: 0.5)
-    monkeypatch.setattr(Q, "calibrate", lambda *a: (0.5, 0.02, 0.1))  # ~3.5 s of training fit: 7 steps, not 12
-    m, wall = quickstart(tmp_path / "run", minutes=0.1)
-    assert m["planned_epochs"] == Q.MIN_EPOCHS == m["epochs_run"]
-    assert 64 <= m["pretrain_images"] < 256 and m["pretrain_images"] % 64 == 0
-    assert m["config"]["subset"] == m["pretrain_images"] and wall <= 6.0
-    assert f"on {m['pretrain_images']} images" in plan_lines(capsys.readouterr().out)[0]
-
-
-def test_e_budget_too_short_is_one_line_naming_minutes(tmp_path, capsys, monkeypatch):
+def test_budget_too_short_is_one_line_naming_minutes(tmp_path, capsys, monkeypatch):
     patch(monkeypatch, lambda: 0.05)
     out = tmp_path / "run"
     code = main_module.main(["quickstart", "--smoke", "--dataset", "shapes", "--device", "cpu", "--out", str(out),

@@ -5,12 +5,11 @@ import types
 import pytest
 import torch
 
-from simclr_lib.teaching import notebook as NB
 from simclr_lib import train
 from simclr_lib.augment import SimCLRAugment
-from simclr_lib.config import SimCLRConfig
+from simclr_lib.config import SimCLRConfig, build_model
 from simclr_lib.models import SmallEncoder
-from simclr_lib.config import build_model
+from simclr_lib.teaching import notebook as NB
 
 
 def _grey(views: torch.Tensor) -> torch.Tensor:

@@ -118,6 +118,13 @@ def test_clear_run_removes_only_what_a_run_writes(run_copy):
     assert sorted(p.name for p in run_copy.rglob("*")) == ["checkpoints", "last.pt.corrupt", "tsne_of_mine.png"]
 
 
+def test_a_finished_run_whose_checkpoint_was_deleted_is_not_replaced_silently(run_copy, capsys):
+    (run_copy / "checkpoints" / "last.pt").unlink()
+    code, _, err = run_cli(capsys, "pretrain", *SMOKE, "--epochs", "1", "--out", run_copy)
+    one_line_error(code, err, "already holds a run", "metrics.json")
+    assert (run_copy / "config.json").is_file() and (run_copy / "metrics.json").is_file()
+
+
 # --- 2. no folder stays locked --------------------------------------------------------------------------------------
 def _gone_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])

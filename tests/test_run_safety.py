@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from simclr_lib.cli import commands as cli
 from simclr_lib import runtime, train
-from simclr_lib.runs.checkpoint import load_checkpoint, save_checkpoint
-from simclr_lib.runs.registry import pretrained as load_model
+from simclr_lib.cli import commands as cli
 from simclr_lib.config import SimCLRConfig
 from simclr_lib.optim import warmup_cosine
+from simclr_lib.runs.checkpoint import load_checkpoint, save_checkpoint
+from simclr_lib.runs.registry import pretrained as load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK_NAME = ".lock"  # simclr_lib.runs.lock.LOCK_NAME

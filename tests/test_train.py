@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
+from simclr_lib.config import SimCLRConfig
 from simclr_lib.runs.checkpoint import load_checkpoint
 from simclr_lib.runs.registry import pretrained as load_model
-from simclr_lib.config import SimCLRConfig
 from simclr_lib.train import pretrain
 
 

@@ -1,8 +1,7 @@
 """Command line: ``python -m simclr_lib {pretrain,linear-eval,knn,embed,quickstart} --help``.
 
-Invalid values exit with status 2 and one line on stderr, never a traceback. Ctrl-C and SIGTERM stop a command
-the same way (its run folder's lock is released) with one line that says what was kept and what to do next
-(exit status 130 and 143).
+Invalid values exit with status 2 and one line on stderr, never a traceback; Ctrl-C and SIGTERM end in one line
+that says what was kept and what to do next (:mod:`.interrupts`).
 """
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ from typing import Optional, Sequence
 
 from simclr_lib.cli.interrupts import interrupted, sigterm_as_interrupt
 from simclr_lib.config import CHOICES, SimCLRConfig, field_comments
+from simclr_lib.runs.lock import holds_run
 
 CLI_EXCLUDED = ("extra",)  # SimCLRConfig fields without a flag (free-form notes: set them in Python)
 FLAG_NAMES = {"out_dir": "--out"}  # flags not spelt like their field
@@ -130,8 +130,8 @@ def _add_quickstart(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--download", action="store_true", help="download CIFAR-10 (170 MB) into --data-dir when it is "
                    "not there (needs internet; without it the quickstart studies the embedded shapes set)")
     q.add_argument("--dataset", choices=["cifar10", "shapes"], help="default: cifar10 if found, else shapes")
-    q.add_argument("--minutes", type=float, help="time budget of the whole run: the epochs (or a smaller subset) "
-                   "are planned from the step time measured on this machine (default 10; --smoke: none)")
+    q.add_argument("--minutes", type=float, help="time budget of the whole run: steps planned from the measured step time, "
+                   "re-planned as it trains; the LR cosine ends with the time (default 10; --smoke: none)")
     q.add_argument("--epochs", type=int, help="train exactly this many epochs, with no time budget")
     q.add_argument("--seed", type=int, default=0, help="seed of the pre-training and of the random-init baseline")
     q.add_argument("--smoke", action="store_true", help="seconds-long version (tests)")
@@ -205,15 +205,15 @@ def _resume_config(args, given: dict) -> SimCLRConfig:
     return base.replace(**given)
 
 
-def _pretrain(args) -> dict:
+def _pretrain(args: argparse.Namespace) -> dict:
     """Pre-train (or ``--resume``) as the flags say; says where the run was written."""
     from simclr_lib.train import pretrain
 
     given, resume = _given(args), args.resume
     if resume:
         cfg = _resume_config(args, given)
-        resume = (Path(cfg.out_dir) / "checkpoints" / "last.pt").is_file()
-        if not resume:
+        resume = holds_run(cfg.out_dir) is not None
+        if not resume and os.environ.get("RANK", "0") == "0":
             print(f"note: the run in {cfg.out_dir} never wrote a checkpoint (it was stopped in its first epoch), so "
                   "there is nothing to resume: starting it afresh with its own settings", file=sys.stderr)
     else:
@@ -352,7 +352,7 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text} (run again with --debug or SIMCLR_DEBUG=1 for the traceback)"
 
 
-def _debug(args) -> bool:
+def _debug(args: argparse.Namespace) -> bool:
     """--debug, else ``SIMCLR_DEBUG`` read as yes/no (1/yes/true/on, 0/no/false/off; else a one-line error)."""
     from simclr_lib.teaching.notebook import env_flag
 
@@ -360,7 +360,7 @@ def _debug(args) -> bool:
                                                           "(or leave it unset) for one line"))
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     """Run the parsed command; print its result (JSON) before writing it to --out."""
     if args.command == "quickstart":
         from simclr_lib.cli.quickstart import run_quickstart

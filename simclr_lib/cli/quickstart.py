@@ -3,10 +3,11 @@
 On a fresh machine with no internet and no GPU: CIFAR-10 if the data dir has it, else the embedded ``shapes``
 set, with ``SimCLRConfig.quick()``'s data and model. It runs on a time budget (``minutes``, 10 by default): after
 loading the data it measures the random-init baseline (features, probe, t-SNE: the trained model's share costs
-as much) and the real training step on this device, plans the epochs that fit (or, when fewer than
-``MIN_EPOCHS`` fit, a smaller subset), and a :class:`Deadline` callback stops training early when the machine
-slows down, so a slower machine trains fewer epochs instead of taking longer. ``epochs=`` trains exactly that
-many epochs with no budget. Measurements in docs/results.md.
+as much) and the real training step on this device, prints the plan that fits, and pre-trains with
+``cfg.minutes`` (``runs.budget``): the run re-plans its last step from the measured step time at every logging
+sync and its warm-up + cosine follows the time used, so a machine that slows down trains fewer steps and one that
+speeds up more, each ending inside the budget with its cosine complete. ``epochs=`` trains exactly that many
+epochs with no budget. Measurements in docs/results.md.
 """
 from __future__ import annotations
 
@@ -28,19 +29,25 @@ from simclr_lib.config import SimCLRConfig, labelled_splits, load_monitor_data, 
 from simclr_lib.data import ImageData, epoch_order, find_dataset
 from simclr_lib.embed import tsne
 from simclr_lib.evaluate import evaluate_frozen, random_init_model
+from simclr_lib.runs.budget import MARGIN_STEPS, TimeBudget
+from simclr_lib.runs.checkpoint import save_run
 from simclr_lib.runs.lock import prepare_out_dir
+from simclr_lib.runs.recorder import LOG_EVERY
 from simclr_lib.runtime import atomic_write_text
 from simclr_lib.teaching.plots import save_figure, side_by_side
 from simclr_lib.train import pretrain
 
 DEFAULT_MINUTES = 10.0  # the budget when neither minutes nor epochs is given (the smoke preset has none)
-MIN_EPOCHS = 3  # when fewer epochs of the whole subset fit, train this many epochs of fewer images
+MIN_STEPS = 2 * LOG_EVERY  # a budget that fits fewer training steps is too short (the plan needs measurements)
 CALIBRATION_SECONDS = 0.5  # the step is timed for at least this long (at least 3 steps, at most 50)
 PROBE_MARGIN = 1.5  # the trained features' L-BFGS may need more iterations than the random-init baseline's
 KNN_EVALS = 4  # kNN monitor evaluations of a budgeted run, plus the one at its end
 CHECKPOINTS = 20  # about this many checkpoints in a budgeted run (every epoch in a short one)
-MAX_SLOWDOWN = 3.0  # the deadline scales the post-training reserve by the step's slowdown, at most this much
-SLACK = 0.03  # share of the budget kept free (start-up, figure, metrics.json); at least 1 s
+MAX_SLOWDOWN = 3.0  # the post-training reserve is scaled by the step's slowdown, at most this much
+MAX_SPEEDUP = 10.0  # a machine that speeds up may train up to this many times the planned epochs (cfg.epochs)
+WARMUP_SHARE = 0.1  # the warm-up is at most this share of the planned steps
+SLACK = 0.03  # share of the budget kept free (start-up, figure, metrics.json); at least MIN_SLACK_S
+MIN_SLACK_S = 0.5
 
 
 def probe(model, train: ImageData, test: ImageData) -> tuple[dict, torch.Tensor]:
@@ -99,105 +106,83 @@ def calibrate(cfg: SimCLRConfig, data: ImageData) -> tuple[float, float, float]:
                 loss.item()  # wait for the device before reading the clock
         s_per_step = (time.perf_counter() - t0) / n
         t1 = time.perf_counter()
-        T.save_run(run, 0)
+        save_run(run, 0)
         return s_per_step, time.perf_counter() - t1, setup_s
 
 
 @dataclass
 class Plan:
+    """The quickstart's plan in time: what the calibration says fits; ``pretrain`` re-plans it while it trains."""
     budget_s: float
-    seconds_per_step: float  # measured
-    epochs: int
-    images: int  # pre-training images (the preset's subset, or fewer when few epochs fit)
+    seconds_per_step: float  # measured (calibrated)
+    train_s: float  # pretrain's share (``cfg.minutes``): training, its kNN monitor and checkpoints, and post_s
+    steps: int  # optimiser steps planned at the calibrated speed (the first plan; re-planned every LOG_EVERY steps)
+    images: int  # pre-training images
     steps_per_epoch: int
-    reserve_s: float  # the budget kept for everything but the epochs (kNN monitor, set-up, probes, t-SNE, slack)
+    reserve_s: float  # kept from the time left for everything but training (post_s, pretrain's set-up, slack)
     post_s: float  # of it: the trained model's features, probe and t-SNE (the baseline's, with a margin)
     slack_s: float  # of it: kept free for start-up, the figure, metrics.json and small misestimates
-    epoch_extra_s: float  # the most an epoch's end can add (kNN monitor + checkpoint)
+    epoch_end_s: float  # an epoch end with the kNN monitor and a checkpoint
+
+    @property
+    def epochs(self) -> float:
+        """The planned steps in epochs."""
+        return self.steps / self.steps_per_epoch
 
     def line(self) -> str:
+        """The plan line the quickstart prints before training."""
         r = self.reserve_s
-        return (f"quickstart: {self.seconds_per_step:.3g} s/step measured -> {self.epochs} epochs of "
-                f"{self.steps_per_epoch} steps on {self.images} images to fit {self.budget_s / 60:g} min "
-                f"(probe + t-SNE + kNN monitor reserved: {f'{r / 60:.1f} min' if r >= 60 else f'{r:.0f} s'})")
+        return (f"quickstart: {self.seconds_per_step:.3g} s/step measured -> {self.steps} steps planned "
+                f"(~{self.epochs:.1f} epochs of {self.steps_per_epoch} steps on {self.images} images) to fit "
+                f"{self.budget_s / 60:g} min, re-planned every {LOG_EVERY} steps from the measured step time; the "
+                f"LR cosine ends with the time (probe + t-SNE + set-up reserved: "
+                f"{f'{r / 60:.1f} min' if r >= 60 else f'{r:.0f} s'})")
 
-
-def plan_epochs(train_s: float, s_per_step: float, n_images: int, batch_size: int, checkpoint_s: float = 0.0,
-                min_epochs: int = MIN_EPOCHS) -> tuple[int, int]:
-    """The (epochs, images) that train in ``train_s`` seconds: all ``n_images`` for as many epochs as fit; when
-    fewer than ``min_epochs`` fit, ``min_epochs`` epochs of the first images that do (whole batches); (0, 0) when
-    not even that fits. An epoch costs its steps and a checkpoint (at most ``CHECKPOINTS`` of them)."""
-    train_s = max(train_s, 0.0)
-
-    def fit(steps: int) -> int:  # epochs of this many steps
-        n = int(train_s / (steps * s_per_step + checkpoint_s))
-        return n if n <= CHECKPOINTS else int((train_s - CHECKPOINTS * checkpoint_s) / (steps * s_per_step))
-
-    steps = n_images // batch_size
-    if fit(steps) >= min_epochs:
-        return fit(steps), n_images
-    steps = min(steps - 1, int((train_s / min_epochs - checkpoint_s) / s_per_step))
-    return (min_epochs, steps * batch_size) if steps >= 1 else (0, 0)
+    def budget(self) -> TimeBudget:
+        """The ``TimeBudget`` ``pretrain`` trains on: the post-training work kept free, scaled by any slowdown."""
+        return TimeBudget(after_s=self.post_s, reference_step_s=self.seconds_per_step,
+                          epoch_end_s=self.epoch_end_s, max_slowdown=MAX_SLOWDOWN)
 
 
 def make_plan(cfg: SimCLRConfig, budget_s: float, elapsed_s: float, calibration: tuple[float, float, float],
               n_images: int, baseline: Side, n_monitor: int) -> Plan:
-    """The epochs (and images) that fit ``budget_s`` after ``elapsed_s``, the post-training work (measured on the
-    baseline), the kNN monitor, set-up and checkpoints; a one-line ``ValueError`` naming ``--minutes`` if none do."""
+    """The steps that fit ``budget_s`` after ``elapsed_s``, the set-up, the post-training work (measured on the
+    baseline), the kNN monitor and checkpoints; a one-line ``ValueError`` naming ``--minutes`` if too few do."""
     s_per_step, checkpoint_s, setup_s = calibration
     knn_s = baseline.feature_seconds_per_image * n_monitor  # one kNN monitor evaluation: the eval forward
-    post_s, slack_s = baseline.post_seconds(), max(1.0, SLACK * budget_s)
-    reserve_s = post_s + slack_s + setup_s + (KNN_EVALS + 1) * knn_s
-    epochs, images = plan_epochs(budget_s - elapsed_s - reserve_s, s_per_step, n_images, cfg.batch_size,
-                                 checkpoint_s)
-    if epochs == 0:
-        need = elapsed_s + reserve_s + MIN_EPOCHS * ((n_images // cfg.batch_size) * s_per_step + checkpoint_s)
-        raise ValueError(f"--minutes {budget_s / 60:g} is too short on this machine: data, calibration, probes, "
-                         f"t-SNE and kNN monitor take ~{(elapsed_s + reserve_s) / 60:.2g} min and a step "
+    post_s, slack_s = baseline.post_seconds(), max(MIN_SLACK_S, SLACK * budget_s)
+    train_s = budget_s - elapsed_s - setup_s - slack_s
+    spe, end_s = n_images // cfg.batch_size, knn_s + checkpoint_s
+    steps = math.floor((train_s - post_s - end_s - MARGIN_STEPS * s_per_step) / (s_per_step + end_s / spe))
+    reserve_s = setup_s + slack_s + post_s
+    if steps < MIN_STEPS:
+        need = elapsed_s + reserve_s + end_s + (MIN_STEPS + MARGIN_STEPS) * (s_per_step + end_s / spe)
+        raise ValueError(f"--minutes {budget_s / 60:g} is too short on this machine: data, calibration, probes "
+                         f"and t-SNE take ~{(elapsed_s + reserve_s) / 60:.2g} min and a step "
                          f"{s_per_step:.3g} s; give --minutes {math.ceil(need / 6) / 10:g} or more "
                          "(or --epochs N to train without a budget)")
-    return Plan(budget_s, s_per_step, epochs, images, images // cfg.batch_size, reserve_s, post_s, slack_s,
-                knn_s + checkpoint_s)
-
-
-class Deadline:
-    """``pretrain`` callback: stop after an epoch when the next one and the work after training would end past
-    ``deadline`` (a ``time.perf_counter`` value), e.g. because the machine slowed down since the calibration."""
-
-    def __init__(self, plan: Plan, deadline: float):
-        self.plan, self.deadline, self.stopped_after = plan, deadline, None
-
-    def __call__(self, record: dict) -> bool:
-        p = self.plan
-        if record["epoch"] >= p.epochs:
-            return False
-        step_s = record["seconds"] / p.steps_per_epoch
-        slower = min(max(1.0, step_s / p.seconds_per_step), MAX_SLOWDOWN)  # a loaded CPU slows the probes too
-        after = record["seconds"] + p.epoch_extra_s + slower * p.post_s + p.slack_s / 2  # half the slack may go
-        if time.perf_counter() + after <= self.deadline:
-            return False
-        self.stopped_after = record["epoch"]
-        print(f"quickstart: stopping after epoch {record['epoch']} of {p.epochs} to finish within "
-              f"{p.budget_s / 60:g} min: a step now takes {step_s:.3g} s (measured {p.seconds_per_step:.3g} s)",
-              flush=True)
-        return True
+    return Plan(budget_s, s_per_step, train_s, steps, n_images, spe, reserve_s, post_s, slack_s, end_s)
 
 
 def _budget(cfg: SimCLRConfig, minutes: float, t0: float, data: ImageData, baseline: Side,
-            monitor) -> tuple[SimCLRConfig, ImageData, Plan, Deadline]:
-    """Calibrate, plan, print the plan line; the config (epochs, subset, kNN and checkpoint cadence) and data."""
+            monitor) -> tuple[SimCLRConfig, Plan]:
+    """Calibrate, plan, print the plan line; the config of a run planned in time.
+
+    ``cfg.minutes`` is pretrain's share of the budget; ``cfg.epochs`` only caps the run (``MAX_SPEEDUP`` times the
+    plan), the kNN monitor and checkpoint cadence follow the plan, the warm-up is at most ``WARMUP_SHARE`` of it.
+    """
     if not minutes > 0:
         raise ValueError(f"--minutes {minutes:g} must be > 0")
     calibration = calibrate(cfg, data)
     n_monitor = sum(len(d) for d in monitor) if monitor else 0
     plan = make_plan(cfg, 60 * minutes, time.perf_counter() - t0, calibration, len(data), baseline, n_monitor)
     print(plan.line(), flush=True)
-    if plan.images < len(data):
-        data = data.subset(plan.images)
-    cfg = cfg.replace(epochs=plan.epochs, subset=plan.images,  # the LR schedule is planned for these epochs
-                      knn_every=max(1, math.ceil(plan.epochs / KNN_EVALS)) if cfg.knn_every > 0 else 0,
-                      checkpoint_every=max(1, math.ceil(plan.epochs / CHECKPOINTS)))
-    return cfg, data, plan, Deadline(plan, t0 + plan.budget_s)
+    epochs = math.ceil(plan.epochs)
+    cfg = cfg.replace(minutes=plan.train_s / 60, epochs=max(1, math.ceil(MAX_SPEEDUP * plan.epochs)),
+                      warmup_epochs=min(cfg.warmup_epochs, WARMUP_SHARE * plan.epochs),
+                      knn_every=max(1, math.ceil(epochs / KNN_EVALS)) if cfg.knn_every > 0 else 0,
+                      checkpoint_every=max(1, math.ceil(epochs / CHECKPOINTS)))
+    return cfg, plan
 
 
 def budget_minutes(smoke: bool, epochs: Optional[int], minutes: Optional[float]) -> Optional[float]:
@@ -222,7 +207,7 @@ def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = N
     ``minutes``: the time budget of the whole run (default ``DEFAULT_MINUTES``; none for ``smoke``); ``epochs``
     trains exactly that many epochs instead, with no budget. ``download``: fetch a missing CIFAR-10 first.
     """
-    t0 = time.perf_counter()
+    t0, load = time.perf_counter(), load_average()
     name, why = (dataset, "") if dataset else find_dataset(data_dir, download)
     print(f"quickstart: pre-training on {name}" + (f" (CIFAR-10 not usable: {why}; using the embedded shapes set"
                                                     + ("" if download else "; --download fetches CIFAR-10 where "
@@ -238,35 +223,55 @@ def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = N
     random_model = random_init_model(cfg, device=device)  # the same architecture, never trained
     n_plot = min(len(test), 1000 if not smoke else 200)
     random = Side.measure(random_model, train, test, n_plot)
-    plan = deadline = None
+    plan = budget = None
     if minutes is not None:
-        cfg, data, plan, deadline = _budget(cfg, minutes, t0, data, random, monitor)
-    result = pretrain(cfg, data=data, monitor=monitor, callbacks=[deadline] if deadline else [], overwrite=overwrite)
+        cfg, plan = _budget(cfg, minutes, t0, data, random, monitor)
+        budget = plan.budget()
+    result = pretrain(cfg, data=data, monitor=monitor, overwrite=overwrite, budget=budget)
     trained = Side.measure(result.model, train, test, n_plot)
-    return _report(cfg, name, t0, result, random, trained, test, n_plot, plan, deadline)
+    schedule = dict(result.metrics["budget"], replans=budget.log) if budget else None
+    return _report(cfg, name, t0, result, random, trained, test, n_plot, plan, load, schedule)
+
+
+def load_average() -> Optional[list[float]]:
+    """The 1, 5 and 15-minute load averages of ``/proc/loadavg`` (None where there is none)."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
+def _plan_record(plan: Optional[Plan]) -> Optional[dict]:
+    """The plan as metrics.json records it (None without a budget)."""
+    if plan is None:
+        return None
+    return dict(line=plan.line(), seconds_per_step=plan.seconds_per_step, steps=plan.steps, epochs=plan.epochs,
+                steps_per_epoch=plan.steps_per_epoch, train_seconds=plan.train_s, reserved_seconds=plan.reserve_s,
+                post_seconds=plan.post_s, slack_seconds=plan.slack_s, epoch_end_seconds=plan.epoch_end_s)
 
 
 def _report(cfg: SimCLRConfig, name: str, t0: float, result, random: Side, trained: Side, test: ImageData,
-            n_plot: int, plan: Optional[Plan], deadline: Optional[Deadline]) -> dict:
-    """The figure, metrics.json and the closing line."""
+            n_plot: int, plan: Optional[Plan], load: Optional[list[float]], schedule: Optional[dict]) -> dict:
+    """The figure, metrics.json (the plan, what was run, the schedule's re-plans, the load at start and end) and
+    the closing line."""
     r, t = random.result["top1"], trained.result["top1"]
     fig = side_by_side(random.xy, trained.xy, test.labels[:n_plot], test.classes,
                        titles=(f"random init: probe {r:.1%}", f"SimCLR: probe {t:.1%}"))
     fig_path = save_figure(fig, Path(cfg.out_dir) / "tsne.png")
-    m = result.metrics
+    m, steps = result.metrics, result.metrics.get("step", 0)
+    epochs = m["budget"]["epochs"] if "budget" in m else m["epochs_run"]
     metrics = dict(dataset=name, linear_probe_top1=t, random_init_probe_top1=r, gain_points=100 * (t - r),
                    knn_top1=m.get("knn_top1"), budget_minutes=plan.budget_s / 60 if plan else None,
-                   planned_epochs=cfg.epochs, epochs_run=m["epochs_run"],
+                   plan=_plan_record(plan), planned_epochs=round(plan.epochs, 3) if plan else cfg.epochs,
+                   steps_run=steps, epochs_run=m["epochs_run"], epochs=epochs, final_lr=m.get("lr"),
                    seconds_per_step=plan.seconds_per_step if plan else None,
-                   trained_seconds_per_step=m["total_seconds"] / max(1, m.get("step", 0)),
-                   deadline_stop=bool(deadline and deadline.stopped_after), pretrain_images=cfg.subset,
-                   reserved_seconds=plan.reserve_s if plan else None,
-                   pretrain_seconds=m["total_seconds"], total_seconds=time.perf_counter() - t0,
+                   trained_seconds_per_step=m["total_seconds"] / max(1, steps), schedule=schedule,
+                   pretrain_images=cfg.subset, pretrain_seconds=m["total_seconds"],
+                   load_average=dict(start=load, end=load_average()), total_seconds=time.perf_counter() - t0,
                    probe_train_images=trained.result["n_train"], probe_test_images=len(test), config=cfg.to_dict(),
                    tsne_figure=str(fig_path), history=result.history)
     atomic_write_text(json.dumps(metrics, indent=2), Path(cfg.out_dir) / "metrics.json")
-    n = m["epochs_run"]
     print(f"quickstart: linear probe {t:.1%} (random init {r:.1%}, {metrics['gain_points']:+.1f} points) after "
-          f"{n} epoch{'s' if n != 1 else ''} in {metrics['total_seconds'] / 60:.1f} min; figure {fig_path}, "
+          f"{steps} steps ({epochs:.3g} epochs) in {metrics['total_seconds'] / 60:.1f} min; figure {fig_path}, "
           f"metrics {Path(cfg.out_dir) / 'metrics.json'}", flush=True)
     return metrics

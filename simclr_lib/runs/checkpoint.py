@@ -267,7 +267,10 @@ def resume_run(run: Run, path: Path) -> None:
         run.scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(rng_state_of_rank(ckpt["rng"], run.rank, run.world_size, path), run.generator)
     run.start_epoch, run.step, run.history = ckpt["epoch"], ckpt["step"], list(ckpt["history"])
-    if run.cfg.epochs != ckpt["config"]["epochs"]:
+    budget = getattr(run.scheduler, "budget", None)  # a run with a time budget: its state came with the schedule's
+    if budget is not None and budget.done(run.step):  # it made its planned steps: nothing is left to train
+        run.start_epoch = run.cfg.epochs
+    if run.cfg.epochs != ckpt["config"]["epochs"] and budget is None:  # (a budget's epochs are only a cap)
         _replan(run, ckpt["config"]["epochs"])
 
 

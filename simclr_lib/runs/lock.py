@@ -87,18 +87,26 @@ class RunLock:
     def __enter__(self) -> "RunLock":
         for _ in range(100):  # again only when the holder released and removed the file in between
             fd, created = self._open()
-            if fd >= 0 and self._lock(fd) and self._current(fd):
-                break
-            if fd >= 0:
+            if fd < 0:
+                continue
+            try:
+                if self._lock(fd) and self._current(fd):
+                    before, self._fd, self.held = _read(fd), fd, True
+                    break
+            except BaseException:  # refused, or Ctrl-C: never keep a file (and its lock) open
                 os.close(fd)
+                raise
+            os.close(fd)
         else:
             raise ValueError(f"could not take the lock {self.path}: it keeps being replaced; is another run "
                              f"starting in {self.path.parent}?")
-        before = _read(fd)
-        self._fd, self.held = fd, True
-        self._record(fd)
-        if not created:
-            print(_taken_over(self.path, before), file=sys.stderr, flush=True)
+        try:
+            self._record()
+            if not created:
+                print(_taken_over(self.path, before), file=sys.stderr, flush=True)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def _open(self) -> tuple[int, bool]:
@@ -116,18 +124,16 @@ class RunLock:
                              f"{self.path.parent}, delete {self.path}, or choose another --out") from None
 
     def _lock(self, fd: int) -> bool:
-        """``flock`` the file, or refuse in one line naming its holder; a file system without locks only warns."""
+        """``flock`` the file, or refuse in one line naming its holder (the caller closes ``fd``); a file system
+        without locks only warns."""
         try:
             if fcntl is None:
                 raise OSError(errno.ENOSYS, "no fcntl module on this platform")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = _read(fd)
-            os.close(fd)
-            raise ValueError(_busy(self.path, text)) from None
+            raise ValueError(_busy(self.path, _read(fd))) from None
         except OSError as e:
             if e.errno not in _NO_LOCKS:
-                os.close(fd)
                 raise ValueError(f"cannot lock {self.path} ({e.strerror}); choose another --out") from None
             warnings.warn(f"{self.path.parent} is on a file system without file locks ({e.strerror}): nothing "
                           "stops a second process from writing this run at the same time", stacklevel=4)
@@ -141,20 +147,21 @@ class RunLock:
             return False
         return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
-    def _record(self, fd: int) -> None:
-        """Write pid, host and start time into the held lock; if that fails (a full disk), let go, in one line."""
+    def _record(self) -> None:
+        """Write pid, host and start time into the held lock; a failure (a full disk) is one line (and the caller
+        lets go of the lock)."""
         me = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime("%Y-%m-%d %H:%M:%S"))
         try:
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps(me).encode())
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, json.dumps(me).encode())
         except OSError as e:
-            self.__exit__()
             if e.errno == errno.ENOSPC:
                 raise ValueError(f"no space left on the device of {self.path.parent} (writing its lock "
                                  f"{self.path.name}); free some space, or choose another --out") from None
             raise ValueError(f"cannot write the lock {self.path} ({e.strerror}); choose another --out") from None
 
     def __exit__(self, *exc: object) -> None:
+        """Let go: remove ``.lock`` (while still holding it), then close it, which ends the kernel's lock."""
         if not self.held:
             return
         with contextlib.suppress(OSError):
@@ -185,9 +192,12 @@ def holds_run(folder: PathLike) -> Optional[str]:
     """A one-phrase description of the run in ``folder``, or None if there is none to continue.
 
     A run that never wrote a checkpoint (stopped in its first epoch) counts as not started: a fresh run replaces it.
+    A finished one whose checkpoint was deleted still counts (its metrics.json).
     """
-    ckpt = Path(folder) / "checkpoints" / "last.pt"
-    return f"a checkpoint ({ckpt})" if ckpt.is_file() else None
+    ckpt, metrics = Path(folder) / "checkpoints" / "last.pt", Path(folder) / "metrics.json"
+    if ckpt.is_file():
+        return f"a checkpoint ({ckpt})"
+    return f"a finished run's metrics ({metrics})" if metrics.is_file() else None
 
 
 def prepare_out_dir(folder: PathLike, resume: bool, overwrite: bool, *, resumable: bool = True) -> None:
@@ -205,11 +215,12 @@ def prepare_out_dir(folder: PathLike, resume: bool, overwrite: bool, *, resumabl
                          "choose another --out")
     foreign = foreign_files(folder)
     if foreign:
-        raise ValueError(f"{foreign[0]} is not a simclr_lib run's file (another tool's?) and a run in {folder} would "
-                         "replace it; move it elsewhere, or choose another --out")
+        raise ValueError(f"{foreign[0]} is not a simclr_lib run's file (another tool's, or a damaged one) and a run in "
+                         f"{folder} would replace it; move it elsewhere, or choose another --out")
     existing = holds_run(folder)
     if existing and not resume and not overwrite:
-        advice = "continue it with --resume, replace it with --overwrite," if resumable else "replace it with --overwrite"
+        advice = ("continue it with --resume, replace it with --overwrite," if resumable
+                  else "replace it with --overwrite")
         raise ValueError(f"{folder} already holds a run ({existing}); {advice} or choose another --out")
 
 
@@ -222,12 +233,13 @@ def _names(paths: list[Path], folder: Path) -> str:
     return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
 
 
-def clear_run(folder: PathLike, why: str = "replacing the run") -> list[Path]:
+def clear_run(folder: PathLike, why: str = "replacing the run", always: bool = False) -> list[Path]:
     """Remove what a run wrote in ``folder``, and nothing else: ``--overwrite``, or a run never checkpointed.
 
     Removed: ``checkpoints/last.pt``, temporary files of killed atomic writes, ``config.json`` and ``metrics.json``
     where a simclr_lib run wrote them, TensorBoard event files, and ``checkpoints/`` once empty. Everything else
-    (a checkpoint moved aside as ``last.pt.corrupt``, another tool's files) stays; one line names both.
+    (a checkpoint moved aside as ``last.pt.corrupt``, another tool's files) stays; where something stays (or with
+    ``always``), one line names what went and what stayed.
 
     Returns:
         The files removed.
@@ -243,7 +255,7 @@ def clear_run(folder: PathLike, why: str = "replacing the run") -> list[Path]:
         (folder / "checkpoints").rmdir()  # only when nothing else is in it
     left = [p for d in (folder, folder / "checkpoints") if d.is_dir() for p in sorted(d.iterdir())
             if p.is_file() and p.name != LOCK_NAME]
-    if gone:
+    if gone and (left or always):
         print(f"{why} in {folder}: removed {_names(gone, folder)}"
               + (f"; left as they were: {_names(left, folder)}" if left else ""), file=sys.stderr, flush=True)
     return gone
@@ -261,8 +273,9 @@ def remove_stale_temp_files(folder: PathLike) -> list[Path]:
 @contextlib.contextmanager
 def open_run(folder: PathLike, resume: bool = False, overwrite: bool = False, writer: bool = True) -> Iterator[Path]:
     """``with open_run(out_dir, resume, overwrite):`` the checks before a run writes anything, the folder's lock
-    for as long as the run lasts, ``--overwrite``'s removal of the old run and the stale temporary files of a
-    killed write. Processes that are not the ``writer`` (torchrun ranks > 0) only wait inside it.
+    for as long as the run lasts, the removal of the old run's files (``--overwrite``, or a run that never wrote a
+    checkpoint, which a fresh run replaces: :func:`clear_run`) and the stale temporary files of a killed write.
+    Processes that are not the ``writer`` (torchrun ranks > 0) only wait inside it.
 
     Yields the run folder.
     """
@@ -272,8 +285,9 @@ def open_run(folder: PathLike, resume: bool = False, overwrite: bool = False, wr
         return
     prepare_out_dir(folder, resume, overwrite)
     with RunLock(folder):
-        if not resume and (overwrite or holds_run(folder) is None):  # a run never checkpointed starts afresh
-            clear_run(folder, "replacing the run" if overwrite else "starting afresh (the run there never wrote "
-                              "a checkpoint)")
+        if not resume and overwrite:
+            clear_run(folder)
+        elif not resume and holds_run(folder) is None:  # a run that never wrote a checkpoint starts afresh
+            clear_run(folder, "starting afresh (the run there never wrote a checkpoint)", always=True)
         remove_stale_temp_files(folder)
         yield folder

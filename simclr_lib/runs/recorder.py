@@ -23,6 +23,7 @@ from simclr_lib.data import ImageData
 from simclr_lib.evaluate import evaluate_frozen
 from simclr_lib.loss import contrastive_accuracy
 from simclr_lib.models import SimCLRModel
+from simclr_lib.runs.budget import TimeBudget
 from simclr_lib.runs.checkpoint import save_run, write_config
 from simclr_lib.runs.state import Run
 from simclr_lib.runtime import atomic_write_text
@@ -83,7 +84,11 @@ class Recorder:
     def __init__(self, run: Run, resumed: bool = False, kept: Optional[Path] = None) -> None:
         self.run, self.kept = run, kept
         self.writer = _open_writer(run, resumed)
-        self.bar = tqdm(total=run.cfg.epochs * run.steps_per_epoch, initial=run.step, desc="pretrain", unit="step",
+        self.budget: Optional[TimeBudget] = getattr(run.scheduler, "budget", None)  # a run with cfg.minutes
+        if self.budget is not None:
+            self.budget.start(run.step)
+        total = self.budget.planned if self.budget else run.cfg.epochs * run.steps_per_epoch
+        self.bar = tqdm(total=total, initial=run.step, desc="pretrain", unit="step",
                         disable=not (run.cfg.progress and run.main), dynamic_ncols=True)
         self.epoch, self.steps, self.t0 = run.start_epoch, 0, time.perf_counter()
         self.loss_sum = torch.zeros((), device=run.device)
@@ -97,10 +102,17 @@ class Recorder:
         if self.writer is not None:
             self.writer.close()
 
+    @property
+    def done(self) -> bool:
+        """A budgeted run has made its planned steps (its time is used, its cosine complete); never otherwise."""
+        return self.budget is not None and self.budget.done(self.run.step)
+
     def start_epoch(self, epoch: int) -> None:
         """Reset the epoch's loss sum and clock."""
         self.epoch, self.steps, self.t0 = epoch, 0, time.perf_counter()
         self.loss_sum = torch.zeros((), device=self.run.device)
+        if self.budget is not None:
+            self.budget.epoch_started(self.run.step)
 
     def step(self, loss: torch.Tensor, z_all: torch.Tensor) -> None:
         """Count one optimiser step; every ``LOG_EVERY`` steps and at the epoch's last one, sync with the host:
@@ -112,7 +124,7 @@ class Recorder:
         self.steps += 1
         self.loss_sum += loss
         self.z_all = z_all
-        if self.steps % LOG_EVERY == 0 or self.steps == self.run.steps_per_epoch:
+        if self.steps % LOG_EVERY == 0 or self.steps == self.run.steps_per_epoch or self.done:
             self._log(loss)
         self.bar.update(1)
 
@@ -124,6 +136,8 @@ class Recorder:
             self.bar.close()
             what = f"loss became {value}" if not math.isfinite(total) else f"the weights diverged (norm {norm:.3g})"
             raise diverged(run, what, self.epoch, self.kept)
+        if self.budget is not None:  # a budgeted run: its last step re-planned from the measured step time
+            self.bar.total = self.budget.replan(run.step)
         lr = run.optimizer.param_groups[0]["lr"]
         self.bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.3g}", epoch=self.epoch + 1)
         if self.writer is not None:
@@ -136,13 +150,17 @@ class Recorder:
         """The epoch's record (loss, lr, speed, contrastive accuracy, kNN monitor when due), added to the history
         and TensorBoard; the checkpoint when due. Returns the record."""
         run, cfg = self.run, self.run.cfg
+        if self.budget is not None:
+            self.budget.epoch_ended()
         seconds = time.perf_counter() - self.t0
         record = dict(epoch=self.epoch + 1, step=run.step, loss=(self.loss_sum / max(1, self.steps)).item(),
                       lr=run.optimizer.param_groups[0]["lr"], seconds=seconds,
                       views_per_s=self.steps * cfg.batch_size * cfg.n_views / seconds)
         record.update({f"contrastive_{k}": v for k, v in contrastive_accuracy(self.z_all, cfg.n_views).items()})
-        if run.monitor is not None and run.main and (record["epoch"] % cfg.knn_every == 0
-                                                      or record["epoch"] == cfg.epochs):
+        if self.budget is not None:
+            record["planned_steps"] = self.budget.planned
+        last = record["epoch"] == cfg.epochs or self.done
+        if run.monitor is not None and run.main and (record["epoch"] % cfg.knn_every == 0 or last):
             record["knn_top1"] = knn_monitor(run.core, run.monitor, cfg)
         run.history.append(record)
         if self.writer is not None:
@@ -150,7 +168,7 @@ class Recorder:
                 if k in record:
                     self.writer.add_scalar(f"train/{k}", record[k], run.step)
             self.writer.flush()
-        if record["epoch"] % cfg.checkpoint_every == 0 or record["epoch"] == cfg.epochs:
+        if record["epoch"] % cfg.checkpoint_every == 0 or last:
             self.checkpoint(record["epoch"])
         return record
 
@@ -164,15 +182,19 @@ class Recorder:
     def stop(self, record: dict) -> None:
         """A callback stopped the run after ``record``'s epoch: checkpoint it unless that was just done."""
         cfg = self.run.cfg
-        if record["epoch"] % cfg.checkpoint_every and record["epoch"] != cfg.epochs:
+        if record["epoch"] % cfg.checkpoint_every and record["epoch"] != cfg.epochs and not self.done:
             self.checkpoint(record["epoch"])
 
     def finish(self) -> dict:
-        """metrics.json (main process): the last epoch's record, totals and the whole history. Returns the metrics."""
+        """metrics.json (main process): the last epoch's record, totals, the whole history (and a budgeted run's
+        re-plans). Returns the metrics."""
         run, history = self.run, self.run.history
         final = history[-1] if history else {}
         metrics = dict(final, epochs_run=len(history), total_seconds=sum(r["seconds"] for r in history),
                        device=str(run.device), world_size=run.world_size, version=__version__, seed=run.cfg.seed)
+        if self.budget is not None:
+            metrics["budget"] = self.budget.summary(run.step)
         if run.main:
-            atomic_write_text(json.dumps(dict(metrics=metrics, history=history), indent=2), run.paths.metrics)
+            out = dict(metrics=metrics, history=history, **({"replans": self.budget.log} if self.budget else {}))
+            atomic_write_text(json.dumps(out, indent=2), run.paths.metrics)
         return metrics
