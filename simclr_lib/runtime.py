@@ -153,3 +153,13 @@ def to_numpy(x: Any, dtype: type = np.float32) -> np.ndarray:
         x = x.detach().cpu()
         x = x.float() if x.dtype == torch.bfloat16 else x
     return np.asarray(x).astype(dtype, copy=False)
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding pyproject.toml and simclr_lib/) at or above the working directory --
+    a notebook runs in ``notebooks/``, a command in the root -- else the working directory."""
+    here = Path.cwd().resolve()
+    for p in (here, *here.parents):
+        if (p / "pyproject.toml").is_file() and (p / "simclr_lib").is_dir():
+            return p
+    return here

@@ -191,11 +191,10 @@ def test_unknown_name_lists_the_known_names(repo):
 
 
 def test_shipped_entries_are_well_formed():
-    """Every real entry: a full hash, a one-line description, parts of at most 16 MiB where they are here."""
+    """Every real entry: a full hash and a one-line description."""
     for name, entry in PT.REGISTRY.items():
         assert PT._check_hex(entry.sha256, name) == entry.sha256, name
         assert entry.description and "\n" not in entry.description, name
-        folder = (PT.REPO_ROOT / entry.url).parent
 
 
 def test_the_shipped_cpu_encoder_is_the_documented_run_and_loads_hash_checked():

@@ -33,19 +33,27 @@ def final_state(text: str) -> str:
     return "\n".join(kept)
 
 
+def join_pieces(pieces: list[str]) -> str:
+    """One stream from its pieces. The kernel's ``\\r`` that began a piece (a bar's update) was dropped when the
+    pieces were stored, so a piece that does not follow a newline overwrites the line, as it did on screen."""
+    text = ""
+    for piece in pieces:
+        text += piece if not text or text.endswith("\n") else "\r" + piece
+    return text
+
+
 def clean(nb: nbformat.NotebookNode) -> None:
-    """Reduce every stream output to its final state; drop streams left empty."""
+    """Reduce each cell's streams to their final state: the pieces of one stream (a bar's updates arrive as many
+    outputs when prints interleave) are joined into one output, at the place of its last piece; empty ones go."""
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        outputs = []
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream":
-                out["text"] = final_state(out["text"])
-                if not out["text"].strip():
-                    continue
-            outputs.append(out)
-        cell["outputs"] = outputs
+        streams = [o for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
+        last = {o["name"]: o for o in streams}  # the last piece of each stream keeps its place
+        for name, out in last.items():
+            out["text"] = final_state(join_pieces([o["text"] for o in streams if o["name"] == name]))
+        cell["outputs"] = [o for o in cell.get("outputs", []) if o.get("output_type") != "stream"
+                           or (o is last[o["name"]] and o["text"].strip())]
 
 
 def run(path: Path, timeout: int) -> float:
@@ -62,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("notebooks", nargs="+", type=Path)
     p.add_argument("--timeout", type=int, default=3600, help="seconds a cell may run")
+    p.add_argument("--clean-only", action="store_true", help="only reduce the stored streams, execute nothing")
     args = p.parse_args(argv)
     for path in args.notebooks:
+        if args.clean_only:
+            nb = nbformat.read(path, as_version=4)
+            clean(nb)
+            nbformat.write(nb, path)
+            continue
         print(f"{path.name}: {run(path, args.timeout):.1f} min", flush=True)
     return 0
 

@@ -11,6 +11,8 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from simclr_lib.runtime import project_root
+
 PathLike = Union[str, Path]
 DATASETS = ("cifar10", "stl10", "folder", "shapes")
 SPLITS = {"cifar10": ("train", "test"), "stl10": ("train", "test", "unlabeled", "train+unlabeled"),
@@ -69,11 +71,13 @@ class ImageData:
 
 # --- where things live ----------------------------------------------------------------------------------------------
 def resolve_data_dir(data_dir: Optional[PathLike] = None) -> Path:
-    """``data_dir`` if given, else ``$SIMCLR_DATA_DIR``, else ``<cwd>/data``."""
+    """``data_dir`` if given, else ``$SIMCLR_DATA_DIR``, else ``<project root>/data`` (:func:`runtime.project_root`:
+    the clone's ``data/`` from the root or from ``notebooks/``; ``<cwd>/data`` outside a clone). The one default of
+    the data directory: runs, notebooks, the CLI and the weights cache all ask it."""
     if data_dir is not None:
         return Path(data_dir).expanduser()
     env = os.environ.get("SIMCLR_DATA_DIR")
-    return Path(env).expanduser() if env else Path.cwd() / "data"
+    return Path(env).expanduser() if env else project_root() / "data"
 
 
 def _writable(path: Path) -> bool:

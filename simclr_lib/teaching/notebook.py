@@ -21,11 +21,11 @@ from typing import Any, Optional
 import torch
 
 from simclr_lib.config import SimCLRConfig
-from simclr_lib.data import ImageData, load_dataset
+from simclr_lib.data import ImageData, load_dataset, resolve_data_dir
 from simclr_lib.runs.paths import RunPaths
 from simclr_lib.runs.registry import REPO_URL  # noqa: F401  (the notebooks' badges and install cells)
 from simclr_lib.runs.registry import pretrained as load_model
-from simclr_lib.runtime import resolve_device
+from simclr_lib.runtime import project_root, resolve_device  # noqa: F401 (project_root: notebook 06)
 
 MODES = ("smoke", "quick", "full")
 TRUE_WORDS, FALSE_WORDS = ("1", "yes", "true", "on"), ("", "0", "no", "false", "off")
@@ -33,15 +33,6 @@ CIFAR_HOST = "www.cs.toronto.edu"  # where torchvision downloads CIFAR-10 from
 SYNTHETIC_NOTICE = ("NOTE: CIFAR-10 is not available ({why}), so this notebook runs on the synthetic 'shapes' set: "
                     "its numbers and pictures are NOT CIFAR-10's. Put CIFAR-10 under {where} or allow the download "
                     "(SIMCLR_DOWNLOAD=1).")
-
-
-def project_root() -> Path:
-    """The repository root (the folder holding pyproject.toml) above the working directory, else the cwd."""
-    here = Path.cwd().resolve()
-    for p in (here, *here.parents):
-        if (p / "pyproject.toml").is_file() and (p / "simclr_lib").is_dir():
-            return p
-    return here
 
 
 def env_flag(name: str, yes: str, no: str) -> Optional[bool]:
@@ -132,7 +123,7 @@ def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Op
     # without ipywidgets tqdm.auto falls back to text bars and warns with the local path of its install
     warnings.filterwarnings("ignore", message="IProgress not found")
     m = resolve_mode(smoke, mode)
-    data_dir = data_dir or os.environ.get("SIMCLR_DATA_DIR") or str(project_root() / "data")
+    data_dir = str(resolve_data_dir(data_dir or None))
     device = resolve_device("auto")
     from simclr_lib.data import find_dataset
 
