@@ -20,12 +20,7 @@ from simclr_lib.runs.checkpoint import load_checkpoint
 BUDGET_S = 300.0  # fake seconds: 300 steps at 1 s/step
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: small problems on one thread
 
 
 class FakeClock:

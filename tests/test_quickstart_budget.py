@@ -30,12 +30,7 @@ SIDE_SECONDS = 0.3  # the fake probe + t-SNE of one side
 MINUTES = 0.15  # 9 s budgets
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: small problems on one thread
 
 
 def fake_step(seconds, lrs=None):
