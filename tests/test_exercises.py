@@ -75,8 +75,11 @@ def test_augmentation_pipeline_checker_and_its_near_misses():
         ops = [T.RandomResizedCrop(size, scale=scale, ratio=(3 / 4, 4 / 3)), T.RandomHorizontalFlip(),
                T.RandomApply([T.ColorJitter(*(jitter or (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)))], p=p),
                T.RandomGrayscale(p=0.2)]
-        return T.Compose([ops[i] for i in order] + [T.ConvertImageDtype(torch.float32)])
+        return T.Compose([ops[i] for i in order] + [T.ToTensor()])
     assert ex.check_augmentation_pipeline(pipeline).startswith("correct")
+    with pytest.raises(AssertionError, match=r"end it with T.ToTensor\(\)"):  # a tensor-only last step
+        ex.check_augmentation_pipeline(lambda size, s: T.Compose(pipeline(size, s).transforms[:4]
+                                                                 + [T.ConvertImageDtype(torch.float32)]))
     with pytest.raises(AssertionError, match="in that order"):
         ex.check_augmentation_pipeline(lambda size, s: pipeline(size, s, order=(2, 0, 1, 3)))
     with pytest.raises(AssertionError, match="scales with the strength"):
@@ -87,29 +90,37 @@ def test_augmentation_pipeline_checker_and_its_near_misses():
         ex.check_augmentation_pipeline(lambda size, s: pipeline(size, s, scale=(0.2, 1.0)))
 
 
-def test_train_step_checker_and_a_forgotten_zero_grad():
-    from simclr_lib.augment import make_views
-
-    def right(model, images, aug, opt, tau, gen):
-        loss = nt_xent(model(make_views(images, aug, 2, gen))[1], tau)
+def test_train_step_checker_and_its_near_misses():
+    def right(model, views, opt, loss_fn, tau):
+        loss = loss_fn(model(views)[1], tau)
         opt.zero_grad()
         loss.backward()
         opt.step()
         return loss.detach()
     assert ex.check_train_step(right).startswith("correct")
 
-    def no_zero_grad(model, images, aug, opt, tau, gen):
-        loss = nt_xent(model(make_views(images, aug, 2, gen))[1], tau)
+    def no_zero_grad(model, views, opt, loss_fn, tau):
+        loss = loss_fn(model(views)[1], tau)
         loss.backward()
         opt.step()
         return loss.detach()
     with pytest.raises(AssertionError, match="zero the gradients"):
         ex.check_train_step(no_zero_grad)
 
-    def no_step(model, images, aug, opt, tau, gen):
-        return nt_xent(model(make_views(images, aug, 2, gen))[1], tau)
+    def no_step(model, views, opt, loss_fn, tau):
+        return loss_fn(model(views)[1], tau)
     with pytest.raises(AssertionError, match="first step"):
         ex.check_train_step(no_step)
+
+    def library_loss(model, views, opt, loss_fn, tau):  # ignores the learner's loss it is given
+        return right(model, views, opt, lambda z, t: nt_xent(z, t), tau)
+    with pytest.raises(AssertionError, match="loss_fn you are given"):
+        ex.check_train_step(library_loss)
+
+    def on_h(model, views, opt, loss_fn, tau):  # the loss on the representation h, not the projection z
+        return right(model, views, opt, lambda z, t: loss_fn(model(views)[0], t), tau)
+    with pytest.raises(AssertionError, match="projection"):
+        ex.check_train_step(on_h)
 
 
 @pytest.mark.filterwarnings("ignore:lbfgs failed to converge")  # the unstandardised near-miss converges slowly

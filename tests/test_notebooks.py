@@ -10,7 +10,7 @@ from simclr_lib.teaching.notebook import REPO_URL
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = ["00_why_simclr", "01_augmentation_views", "02_infonce_similarity_matrix", "03_training_loop_lars",
-            "04_linear_evaluation", "05_tsne_embeddings", "06_experiments"]
+            "04_linear_evaluation", "05_tsne_embeddings", "06_experiments", "07_appendix_engineering"]
 MAX_DEF_LINES = 15  # "no function or class longer than ~15 lines is defined in a cell"
 
 
@@ -41,7 +41,11 @@ def test_frame(name):
     assert "GPU runtime" in title["text"], "title cell: the Colab GPU-runtime note"
     params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1 and "SIMCLR_SMOKE" in params[0]["text"], "one parameters-tagged cell reads SIMCLR_SMOKE"
-    assert any("NBVAL_CHECK_OUTPUT" in c["text"] for c in code), "at least one deterministic, checked cell"
+    assert any("nbval-check-output" in c.get("metadata", {}).get("tags", []) for c in code), \
+        "at least one deterministic cell checked by nbval (the nbval-check-output cell tag)"
+    assert not any("NBVAL_" in c["text"] for c in code), "nbval markers are cell tags, not comments in learner cells"
+    if "appendix" in name:  # the engineering appendix has no exercise
+        return
     assert any("simclr_lib.teaching.exercises" in c["text"] or "from simclr_lib.teaching.exercises" in c["text"] for c in code), \
         "an exercise checked by simclr_lib.teaching.exercises"
 
@@ -76,7 +80,7 @@ def test_what_a_notebook_trains_runs_on_its_device(name):
 # how the notebooks name the modules they print from (the teaching aids live in simclr_lib.teaching)
 ALIASES = {"nb": "teaching.notebook", "notebook": "teaching.notebook", "ex": "teaching.experiments",
            **{m: f"teaching.{m}" for m in ("exercises", "experiments", "finetune", "geometry", "shortcut", "plots",
-                                           "popular_repos")},
+                                           "popular_repos", "learner")},
            "recorder": "runs.recorder", "checkpoint": "runs.checkpoint", "registry": "runs.registry"}
 
 

@@ -2,6 +2,8 @@
 
 * :mod:`.notebook` -- the scale switch, data with an offline fallback, the series' run (every notebook's set-up)
 * :mod:`.exercises` -- the checkers of the learner's exercises (each names the near-misses it catches)
+* :mod:`.learner` -- notebook 03: the learner's augmentation, loss and step kept, collected and trained by
+  a 30-line loop planned in time
 * :mod:`.plots` -- every figure of the series
 * :mod:`.experiments` -- notebook 06: settings x seeds on a validation split, beside the random-init floor
 * :mod:`.finetune` -- notebook 04: fine-tuning and supervised training from scratch

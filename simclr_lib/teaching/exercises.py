@@ -178,12 +178,20 @@ def _pipeline_errors(t, size: int, s: float) -> list[str]:
 def check_augmentation_pipeline(fn: Callable[[int, float], object]) -> str:
     """Exercise of notebook 01: ``fn(size, strength)`` composes the paper's augmentation (App. A) with
     torchvision: random resized crop, horizontal flip, colour jitter of strength s with p = 0.8, greyscale with
-    p = 0.2, in that order; checked for two sizes and strengths, then run on an image."""
+    p = 0.2, in that order, then ``ToTensor``; checked for two sizes and strengths, then run on a PIL image."""
     for size, s in ((32, 0.5), (96, 1.0)):
         errors = _pipeline_errors(fn(size, s), size, s)
         assert not errors, f"size {size}, strength {s}: " + "; ".join(errors)
-    img = torch.randint(0, 256, (3, 40, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(7))
-    out = fn(32, 0.5)(img)
+    from PIL import Image
+
+    img = torch.randint(0, 256, (40, 48, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(7))
+    try:
+        out = fn(32, 0.5)(Image.fromarray(img.numpy()))  # a PIL image, as a torchvision data set gives it
+    except TypeError as e:
+        raise AssertionError(f"the pipeline gets PIL images, as a torchvision data set gives them; end it with "
+                             f"T.ToTensor() ({e})") from None
+    assert torch.is_tensor(out) and out.is_floating_point(), (
+        f"end the pipeline with T.ToTensor(): a view must be a float tensor in [0, 1], got {type(out).__name__}")
     assert tuple(out.shape) == (3, 32, 32), f"one view must be (3, 32, 32), got {tuple(out.shape)}"
     return "correct: the paper's crop, flip, colour jitter (p = 0.8) and greyscale (p = 0.2), in order, at two strengths"
 
@@ -209,10 +217,10 @@ def check_lars_trust_ratio(fn: Callable[[torch.Tensor, torch.Tensor, float, floa
 
 @reports_not_done
 def check_train_step(fn: Callable[..., torch.Tensor]) -> str:
-    """Exercise of notebook 03: ``fn(model, images, aug, optimizer, temperature, generator)`` does one SimCLR step
-    (Algorithm 1): two views per image (``augment.make_views`` with ``generator``), z from the model, NT-Xent, zero
-    the gradients, backward, optimiser step; it returns the loss. Compared over two steps with the library's
-    ``train.train_step`` on a copy of the same model (a forgotten ``zero_grad`` shows in the second step)."""
+    """Exercise of notebook 03: ``fn(model, views, optimizer, loss_fn, temperature)`` does one SimCLR step
+    (Algorithm 1) on a batch of views: z from the model, ``loss_fn(z, temperature)``, zero the gradients, backward,
+    optimiser step; it returns the loss. Compared over two steps with the library's ``train.train_step`` on a copy
+    of the same model (a forgotten ``zero_grad`` shows in the second step)."""
     from simclr_lib.augment import SimCLRAugment, make_views
     from simclr_lib.config import SimCLRConfig, build_model
     from simclr_lib.optim import build_optimizer
@@ -227,12 +235,16 @@ def check_train_step(fn: Callable[..., torch.Tensor]) -> str:
     aug, scaler = SimCLRAugment(size=32, strength=0.5), make_grad_scaler(torch.device("cpu"), None)
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(8))
     for step in (1, 2):
-        got = fn(mine, images, aug, opts[0], 0.5, torch.Generator().manual_seed(step))
-        want, _ = train_step(ref, make_views(images, aug, 2, torch.Generator().manual_seed(step)), opts[1], scaler, 0.5)
+        views = make_views(images, aug, 2, torch.Generator().manual_seed(step))
+        calls = []
+        got = fn(mine, views, opts[0], lambda z, t: calls.append(t) or nt_xent(z, t), 0.5)
+        want, _ = train_step(ref, views, opts[1], scaler, 0.5)
+        assert calls == [0.5], ("compute the loss with the loss_fn you are given, once per step: "
+                                "loss = loss_fn(z, temperature)")
         assert torch.is_tensor(got) and got.numel() == 1, "return the loss, a scalar tensor"
         assert torch.allclose(got.detach().float().reshape(()), want, atol=1e-5), (
-            f"step {step}: loss {got.item():.5f}, want {want.item():.5f}; views = augment.make_views(images, aug, 2, "
-            "generator), z = model(views)[1], loss = nt_xent(z, temperature)")
+            f"step {step}: loss {got.item():.5f}, want {want.item():.5f}; z = model(views)[1] (the projection), "
+            "loss = loss_fn(z, temperature)")
         if not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(mine.parameters(), ref.parameters())):
             raise AssertionError("the weights differ after the second step: zero the gradients before backward "
                                  "(optimizer.zero_grad()), or step 2 adds step 1's gradients" if step == 2 else

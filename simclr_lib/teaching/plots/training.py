@@ -14,29 +14,35 @@ from simclr_lib.teaching.plots.core import figure
 
 
 def plot_history(history: Sequence[Mapping[str, float]], title: str = "") -> Figure:
-    """Three panels of a pre-training run's per-epoch records (``PretrainResult.history``): NT-Xent loss,
-    contrastive top-1/top-5 (is the positive the nearest of the 2N-1 views?) and the kNN monitor (Sec. 2, B.9).
+    """A pre-training run's per-epoch records (``PretrainResult.history``, ``teaching.learner.train_simclr``):
+    NT-Xent loss, contrastive top-1/top-5 when recorded, and the kNN monitor with its y-axis from 0 and, when the
+    history starts with epoch 0 (the encoder at random init, same monitor), that floor drawn across (Sec. 2, B.9).
 
     Shape:
-        history: E records with ``epoch``, ``loss``, ``contrastive_top1/top5`` and sometimes ``knn_top1``.
+        history: E records with ``epoch`` and some of ``loss``, ``contrastive_top1/top5``, ``knn_top1``.
     """
     if not history:
         raise ValueError("history is empty: train at least one epoch first")
-    fig, axes = figure(1, 3, (13, 3.6), title=title or None)
-    ep = [r["epoch"] for r in history]
-    axes[0].plot(ep, [r["loss"] for r in history], "o-")
-    axes[0].set(xlabel="epoch", ylabel="NT-Xent loss (epoch mean)", title="loss")
-    for k in ("contrastive_top1", "contrastive_top5"):
-        if k in history[0]:
-            axes[1].plot(ep, [100 * r[k] for r in history], "o-", label=k.split("_")[1])
-    axes[1].set(xlabel="epoch", ylabel="% of anchors (last batch)", title="contrastive accuracy")
-    axes[1].legend()
-    knn = [(r["epoch"], 100 * r["knn_top1"]) for r in history if "knn_top1" in r]
+    contrastive = any("contrastive_top1" in r for r in history)
+    fig, axes = figure(1, 3 if contrastive else 2, (13 if contrastive else 10, 3.6), title=title or None)
+    trained = [r for r in history if "loss" in r]
+    axes[0].plot([r["epoch"] for r in trained], [r["loss"] for r in trained], "o-")
+    axes[0].set(xlabel="epoch", ylabel="NT-Xent loss", title="loss")
+    if contrastive:
+        for k in ("contrastive_top1", "contrastive_top5"):
+            axes[1].plot([r["epoch"] for r in trained], [100 * r[k] for r in trained], "o-", label=k.split("_")[1])
+        axes[1].set(xlabel="epoch", ylabel="% of anchors (last batch)", title="contrastive accuracy")
+        axes[1].legend()
+    ax, knn = axes[-1], [(r["epoch"], 100 * r["knn_top1"]) for r in history if "knn_top1" in r]
     if knn:
-        axes[2].plot(*zip(*knn), "s-", color="C2")
-    axes[2].set(xlabel="epoch", ylabel="top-1 %", title="kNN monitor (frozen h)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
+        ax.plot(*zip(*knn), "s-", color="C2", label="kNN top-1")
+        if knn[0][0] == 0:
+            ax.axhline(knn[0][1], color="0.4", ls="--", label=f"random init (epoch 0): {knn[0][1]:.1f} %")
+            ax.legend(loc="lower right")
+        ax.set_ylim(0, max(v for _, v in knn) * 1.15)
+    ax.set(xlabel="epoch", ylabel="top-1 %", title="kNN monitor (frozen h)")
+    for a in axes:
+        a.grid(alpha=0.3)
     return fig
 
 
