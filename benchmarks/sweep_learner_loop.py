@@ -5,7 +5,7 @@ The 50,000 CIFAR-10 training images are split class by class (``data.validation_
 pre-trains on the first ``--subset`` of the 45,000 others, and its monitor is 2,000 of them (the memory bank)
 voting for 2,000 validation images. The number that matters is the gain over epoch 0 (the same encoder at random
 init, same monitor), and the minutes it took. ``--pieces learner`` runs the learner's per-image torchvision
-augmentation (``augment.reference_transform`` stands in for notebook 01's answer) instead of the batched one.
+augmentation (``augment.reference_transform`` stands in for notebook 01's answer, crops of 8-100 % of the area) instead of the batched one.
 
     python benchmarks/sweep_learner_loop.py --minutes 4 --grid "tau=0.2" "tau=0.2,width=16" ...
 
@@ -56,7 +56,7 @@ def main() -> None:
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
         images = pool.subset(cfg.subset).images
-        transform = reference_transform(cfg.image_size, cfg.color_strength, min_scale=cfg.min_scale)
+        transform = reference_transform(cfg.image_size, cfg.color_strength)  # App. A's crop, as notebook 01 asks
         views = ((lambda b, g: learner.per_image_views(transform, b, 2)) if args.pieces == "learner" else None)
         pieces = learner.collect(cfg, torch.device("cpu"), learner.reference_step, folder=learner.FOLDER / "none")
         if views is not None:

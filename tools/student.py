@@ -6,7 +6,7 @@ The convention, in a solution notebook ``notebooks/NN_*.ipynb``:
   ``# BEGIN SOLUTION`` and a line ``# END SOLUTION`` (one block or more). The student edition replaces each block by
   ``raise NotImplementedError("exercise: write this")`` at the ``BEGIN`` line's indentation; everything outside the
   markers (the ``def`` line, a docstring above the ``BEGIN`` line, the checker call) is kept, so the cell still runs
-  and its checker says "not done yet" (:func:`simclr_lib.teaching.exercises.reports_not_done`).
+  and its checker says "not done yet" (:func:`simclr_lib.teaching.exercises.one_line_verdict`).
 * A cell tagged ``solution-only`` (the answer to a conceptual question, a printout that gives an answer away) is
   replaced by the markdown cell :data:`PLACEHOLDER`; a placeholder, not a gap, so that cell ``k`` of one edition is
   cell ``k + 1`` of the other (the student edition starts with a cell of its own).
@@ -82,8 +82,7 @@ def _banner(name: str) -> dict:
             "until you have written it, then whether it is right. A later cell that uses your function works once "
             "you have written it.\n\n"
             "The solutions, and the outputs of a real run, are in the solution edition, "
-            f"[`notebooks/{name}`](../{name}) (where the text below says a working answer is filled in, it means that "
-            "edition). This file is generated from it by `python tools/student.py`: edit the solution notebook, "
+            f"[`notebooks/{name}`](../{name}). This file is generated from it by `python tools/student.py`: edit the solution notebook, "
             "not this one.")
     text = "\n\n".join(textwrap.fill(par, width=115, break_long_words=False, break_on_hyphens=False)
                        for par in text.split("\n\n"))

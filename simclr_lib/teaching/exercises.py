@@ -1,15 +1,14 @@
 """Checkers for the notebooks' exercises: each runs the reader's function against the library on fresh inputs.
 
-Every checker returns a short verdict string (so a notebook cell shows it) and raises ``AssertionError`` with a
-hint when the answer is wrong, e.g.::
+Every checker returns a one-line :class:`Verdict` (so ``print(check(fn))`` shows one line, never a traceback):
+"correct: ...", or "not right yet: " with the near-miss it found and a hint, e.g.::
 
     from simclr_lib.teaching.exercises import check_nt_xent
     check_nt_xent(my_vectorised_loss)   # -> "correct: matches nt_xent on 6 random batches"
 
 In the student edition (``notebooks/student/``, made by `tools/student.py`) the reader's function is still a
-stub that raises ``NotImplementedError``; then a checker prints one line, "not done yet: ...", and returns
-``False`` instead of raising (:func:`reports_not_done`). A ``NotImplementedError`` from the library itself is not
-caught.
+stub that raises ``NotImplementedError``; then the verdict is "not done yet: ..." (:func:`one_line_verdict`). A
+verdict is true only when the answer is right. A ``NotImplementedError`` from the library itself is not caught.
 """
 from __future__ import annotations
 
@@ -44,23 +43,39 @@ def _stub_aware(fn: Callable) -> Callable:
     return call
 
 
-def reports_not_done(check: Callable[..., str]) -> Callable[..., str | bool]:
-    """Decorator for a checker ``check(fn, ...)``: when ``fn`` raises ``NotImplementedError``, print one line
-    (:data:`NOT_DONE`) and return ``False``, with no traceback; otherwise ``check`` behaves as before.
+class Verdict(str):
+    """A checker's verdict, one line: it prints as its text and is true only when the answer is right."""
+    ok: bool
+
+    def __new__(cls, text: str, ok: bool) -> "Verdict":
+        verdict = super().__new__(cls, text)
+        verdict.ok = ok
+        return verdict
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def one_line_verdict(check: Callable[..., str]) -> Callable[..., Verdict]:
+    """Decorator for a checker ``check(fn, ...)``: it returns a :class:`Verdict`, one line with no traceback:
+    "correct: ..." (true); "not right yet: <the near-miss and its hint>" when ``check`` finds the answer wrong
+    (false); :data:`NOT_DONE` when ``fn`` is still the student edition's stub (false). A crash inside the
+    reader's own function still raises, with its traceback (that is where its bug is).
 
     Args:
-        check: a checker whose first argument is the reader's function.
+        check: a checker whose first argument is the reader's function; it raises ``AssertionError`` with a hint.
 
     Returns:
         The wrapped checker (same name and docstring).
     """
     @functools.wraps(check)
-    def run(fn: Callable, *args, **kwargs):
+    def run(fn: Callable, *args, **kwargs) -> Verdict:
         try:
-            return check(_stub_aware(fn), *args, **kwargs)
+            return Verdict(check(_stub_aware(fn), *args, **kwargs), True)
         except _NotDone as e:
-            print(NOT_DONE.format(name=e.args[0]))
-            return False
+            return Verdict(NOT_DONE.format(name=e.args[0]), False)
+        except AssertionError as e:
+            return Verdict("not right yet: " + " ".join(str(e).split()), False)
     return run
 
 
@@ -89,7 +104,7 @@ def _nt_xent_near_misses(z: torch.Tensor, tau: float) -> dict[str, torch.Tensor]
             "not column i + 1": F.cross_entropy(masked, (rows + 1) % m)}
 
 
-@reports_not_done
+@one_line_verdict
 def check_nt_xent(fn: Callable[[torch.Tensor, float], torch.Tensor], n_views: int = 2) -> str:
     """Exercise of notebook 02: ``fn(z, temperature)`` must equal :func:`~simclr_lib.loss.nt_xent` (2 views); a
     loss without the self-mask, or with the positive in the wrong column, gets its own hint."""
@@ -110,7 +125,7 @@ def check_nt_xent(fn: Callable[[torch.Tensor, float], torch.Tensor], n_views: in
     return f"correct: matches nt_xent on {count} random batches"
 
 
-@reports_not_done
+@one_line_verdict
 def check_logits_labels(fn: Callable[[torch.Tensor, float], tuple]) -> str:
     """Exercise of notebook 02: ``fn(z, temperature)`` returns the seed code's (logits, labels) for two views: row i
     holds sim(z_i, z_(i+N) mod 2N) / tau in column 0, then its 2N - 2 negatives / tau (any order); every label is 0.
@@ -174,7 +189,7 @@ def _pipeline_errors(t, size: int, s: float) -> list[str]:
     return errors
 
 
-@reports_not_done
+@one_line_verdict
 def check_augmentation_pipeline(fn: Callable[[int, float], object]) -> str:
     """Exercise of notebook 01: ``fn(size, strength)`` composes the paper's augmentation (App. A) with
     torchvision: random resized crop, horizontal flip, colour jitter of strength s with p = 0.8, greyscale with
@@ -196,7 +211,7 @@ def check_augmentation_pipeline(fn: Callable[[int, float], object]) -> str:
     return "correct: the paper's crop, flip, colour jitter (p = 0.8) and greyscale (p = 0.2), in order, at two strengths"
 
 
-@reports_not_done
+@one_line_verdict
 def check_lars_trust_ratio(fn: Callable[[torch.Tensor, torch.Tensor, float, float], torch.Tensor]) -> str:
     """Exercise of notebook 03: ``fn(w, g, weight_decay, eta)`` returns the LARS update direction trust * (g + wd w)
     for one weight matrix (trust = eta ||w|| / ||g + wd w||, 1 when a norm is 0)."""
@@ -215,7 +230,7 @@ def check_lars_trust_ratio(fn: Callable[[torch.Tensor, torch.Tensor, float, floa
     return "correct: matches simclr_lib.optim.LARS on 3 weight matrices (including zero norms)"
 
 
-@reports_not_done
+@one_line_verdict
 def check_train_step(fn: Callable[..., torch.Tensor]) -> str:
     """Exercise of notebook 03: ``fn(model, views, optimizer, loss_fn, temperature)`` does one SimCLR step
     (Algorithm 1) on a batch of views: z from the model, ``loss_fn(z, temperature)``, zero the gradients, backward,
@@ -252,7 +267,7 @@ def check_train_step(fn: Callable[..., torch.Tensor]) -> str:
     return "correct: two steps match train.train_step (the loss and every weight)"
 
 
-@reports_not_done
+@one_line_verdict
 def check_linear_probe(fn: Callable[..., float]) -> str:
     """Exercise of notebook 04: ``fn(train_x, train_y, test_x, test_y, C)`` returns the test top-1 (a fraction) of
     a logistic regression on frozen features standardised with the *train* statistics (App. B.8), as
@@ -276,7 +291,7 @@ def check_linear_probe(fn: Callable[..., float]) -> str:
     return "correct: matches evaluate.linear_probe (scikit-learn backend) for C = 1 and 0.01"
 
 
-@reports_not_done
+@one_line_verdict
 def check_knn(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]) -> str:
     """Exercise of notebook 04: ``fn(train_x, train_y, test_x, k)`` returns majority-vote cosine-kNN classes.
 
@@ -305,7 +320,7 @@ def check_knn(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torc
     return "correct: agrees with knn_predict(weighted=False) for k = 1, 5, 15"
 
 
-@reports_not_done
+@one_line_verdict
 def check_nearest_neighbours(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> str:
     """Exercise of notebook 05: ``fn(query_idx, features, k)`` returns, for each query row, the indices of its ``k``
     most cosine-similar rows of ``features``, the query itself excluded, most similar first. Shape: (Q, k)."""
@@ -323,7 +338,7 @@ def check_nearest_neighbours(fn: Callable[[torch.Tensor, torch.Tensor, int], tor
     return "correct: matches simclr_lib.embed.nearest_neighbours on 3 random sets"
 
 
-@reports_not_done
+@one_line_verdict
 def check_negative_weights(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> str:
     """Exercise of notebook 06: ``fn(pos, neg, tau)`` returns how strongly one anchor's NT-Xent term pushes each
     negative away: tau * d loss / d s_k = softmax([pos, neg] / tau)_k for every negative k (Sec. 5.1).
