@@ -1,6 +1,7 @@
 """The frame every notebook must have (notebooks/README.md); nbval executes them separately (pytest --nbval-lax)."""
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,11 @@ def test_stored_outputs_are_clean(name):
             if out.get("output_type") == "stream":
                 assert text.count("\n") <= MAX_STREAM_LINES, f"{name}: a {text.count(chr(10))}-line output stream"
             assert out.get("output_type") != "error", f"{name}: a stored error"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_library_file_the_prose_names_exists(name):
+    root = NB_DIR.parent
+    for c in _cells(name):
+        for path in re.findall(r"simclr_lib/[\w/]+\.py", c["text"]):
+            assert (root / path).is_file(), f"{name} names {path}, which does not exist"

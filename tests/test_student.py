@@ -223,3 +223,16 @@ def test_student_edition_runs_in_smoke_mode(monkeypatch, name, function):
     monkeypatch.chdir(STUDENT_DIR)  # where a student's kernel starts
     printed = _run_cells(STUDENT_DIR / f"{name}.ipynb")
     assert any(out.strip() == ex.NOT_DONE.format(name=function) for out in printed), printed[-3:]
+
+
+def test_the_handout_holds_every_notebook_and_no_solution(tmp_path, capsys):
+    out = tmp_path / "handout"
+    assert student.main(["--handout", str(out)]) == 0
+    names = sorted(p.name for p in out.glob("*.ipynb"))
+    assert names == sorted(p.name for p in NB_DIR.glob("*.ipynb")) and (out / "README.md").is_file()
+    for path in out.glob("*.ipynb"):
+        cells = _nb(path)["cells"]
+        assert not any(student.BEGIN in "".join(c["source"]) for c in cells), f"{path.name} holds a solution"
+        assert not any(student.SOLUTION_ONLY_TAG in c.get("metadata", {}).get("tags", []) for c in cells)
+    assert student.main(["--handout", str(out)]) == 2  # never over an earlier hand-out
+    assert "not empty" in capsys.readouterr().err

@@ -24,6 +24,7 @@ import argparse
 import copy
 import json
 import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -157,13 +158,54 @@ def make_student_edition(src_path: Path, dst_path: Path) -> dict:
     return counts
 
 
+HANDOUT_README = """# SimCLR, step by step: the student editions
+
+Open the notebooks in order ({names}). Each exercise cell holds a stub that raises `NotImplementedError`:
+write your answer there and run the cell; its checker prints one line: "correct", "not right yet" with a hint,
+or "not done yet". Your augmentation (notebook 01), your loss (02) and your training step (03) are what trains
+the model in notebook 03, once they pass their checkers (they are kept in `my_simclr/` beside the notebooks).
+
+Install: `pip install "simclr-lib @ git+{repo}@v{version}"` (or use each notebook's Colab badge).
+"""
+
+
+def write_handout(out_dir: Path, notebooks: Path = NOTEBOOKS) -> list[Path]:
+    """A folder to hand to students: every notebook's student edition (a notebook without exercises as it is)
+    and a README; no solutions. Refuses a folder that exists and is not empty (nothing is overwritten)."""
+    from simclr_lib import __version__
+    from simclr_lib.teaching.notebook import REPO_URL
+
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} exists and is not empty; choose a new folder for the hand-out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for src in sorted(notebooks.glob("*.ipynb")):
+        text = student_text(src)[0] if has_exercises(src) else src.read_text(encoding="utf-8")
+        (out_dir / src.name).write_text(text, encoding="utf-8")
+        written.append(out_dir / src.name)
+    names = ", ".join(p.stem for p in written)
+    (out_dir / "README.md").write_text(HANDOUT_README.format(names=names, repo=REPO_URL, version=__version__))
+    return written + [out_dir / "README.md"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python tools/student.py [--notebooks DIR] [--check]``: regenerate ``DIR/student/`` (or, with
-    ``--check``, only say which student editions are out of date and return 1 if any is)."""
+    """``python tools/student.py [--notebooks DIR] [--check | --handout OUT]``: regenerate ``DIR/student/`` (or,
+    with ``--check``, only say which student editions are out of date and return 1 if any is; with ``--handout``,
+    write a folder to hand to students)."""
     p = argparse.ArgumentParser(prog="python tools/student.py", description=main.__doc__)
     p.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="the solution notebooks' folder")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a student edition is stale")
+    p.add_argument("--handout", type=Path, metavar="DIR",
+                   help="write a hand-out folder for students (student editions + README, no solutions) and stop")
     args = p.parse_args(argv)
+    if args.handout is not None:
+        try:
+            written = write_handout(args.handout, args.notebooks)
+        except FileExistsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"hand-out written to {args.handout}: {len(written)} files, no solutions")
+        return 0
     out_dir, stale = args.notebooks / STUDENT_DIR, []
     sources = [s for s in sorted(args.notebooks.glob("*.ipynb")) if has_exercises(s)]
     for src in sources:
