@@ -24,19 +24,21 @@ def test_presets():
     assert SimCLRConfig.quick().dataset == "cifar10"
 
 
-def test_series_quick_keeps_paper_temperature_and_lr_rule(tmp_path):
-    """Notebooks 02/03/06 teach tau = 0.5, the sqrt LR rule and the paper's crops; only the CPU presets tune them."""
+def test_the_series_run_is_planned_in_minutes(tmp_path):
+    """Notebook 03 trains for a stated number of minutes in every mode (epochs is only a cap)."""
     import torch
 
-    from simclr_lib.teaching.notebook import Setup, series_config
+    from simclr_lib.teaching.notebook import SERIES_MINUTES, SERIES_QUICK, Setup, series_config
 
     q = SimCLRConfig.quick()
     assert (q.temperature, q.peak_lr(), q.min_scale) == (0.1, 2.0, 0.2)
-    s = Setup("quick", torch.device("cpu"), None, "cifar10", tmp_path)
-    c = series_config(s)
-    assert (c.temperature, c.epochs, c.arch, c.subset, c.min_scale) == (0.5, 15, q.arch, q.subset, 0.08)
-    assert c.peak_lr() == pytest.approx(0.075 * 256 ** 0.5)
-    assert series_config(s, epochs=3).epochs == 3
+    for mode in ("smoke", "quick", "full"):
+        c = series_config(Setup(mode, torch.device("cpu"), None, "cifar10", tmp_path))
+        assert c.minutes == SERIES_MINUTES[mode] and c.minutes <= 15
+    c = series_config(Setup("quick", torch.device("cpu"), None, "cifar10", tmp_path))
+    assert (c.temperature, c.batch_size, c.small_width, c.min_scale) == (
+        SERIES_QUICK["temperature"], SERIES_QUICK["batch_size"], SERIES_QUICK["small_width"], 0.08)
+    assert series_config(Setup("quick", torch.device("cpu"), None, "cifar10", tmp_path), epochs=3).epochs == 3
 
 
 @pytest.mark.parametrize("kwargs,match", [
