@@ -7,7 +7,10 @@ to run the notebooks at the CPU "quick" scale.
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import MutableMapping
+
+import pytest
 
 SCALE_VARIABLES = ("SIMCLR_SMOKE", "SIMCLR_MODE")
 ENV_BEFORE = {k: os.environ.get(k) for k in SCALE_VARIABLES}  # as pytest was started (tests check it)
@@ -25,3 +28,19 @@ default_to_smoke(os.environ)
 # would fail them; tests/test_student.py checks them instead. Paths are relative to this file; a path named on the
 # command line is still collected.
 collect_ignore_glob = ["notebooks/student/*"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Every notebook nbval runs starts from an empty runs folder of its own (``SIMCLR_RUNS_DIR``, read by
+    ``teaching.notebook.setup``), set before its kernel starts: each notebook must run alone, in any order, as on
+    a fresh Colab machine. An explicit ``SIMCLR_RUNS_DIR`` wins."""
+    notebook = item.parent
+    if not str(getattr(notebook, "path", "")).endswith(".ipynb") or getattr(notebook, "_simclr_runs", None):
+        return
+    if "SIMCLR_RUNS_DIR" not in ENV_RUNS:
+        notebook._simclr_runs = tempfile.mkdtemp(prefix="simclr-runs-")
+        os.environ["SIMCLR_RUNS_DIR"] = notebook._simclr_runs
+
+
+ENV_RUNS = {k: v for k, v in os.environ.items() if k == "SIMCLR_RUNS_DIR"}

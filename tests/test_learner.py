@@ -12,6 +12,7 @@ from simclr_lib.config import SimCLRConfig, build_model
 from simclr_lib.data import load_dataset
 from simclr_lib.loss import nt_xent
 from simclr_lib.optim import build_optimizer
+from simclr_lib.runs.registry import pretrained
 from simclr_lib.runtime import make_grad_scaler
 from simclr_lib.teaching import learner
 from simclr_lib.train import train_step
@@ -122,9 +123,12 @@ def test_train_simclr_records_random_init_first_and_writes_a_run(tmp_path):
     assert [r["epoch"] for r in hist] == [0, 1, 2] and "loss" not in hist[0]
     assert hist[-1]["step"] == 2 * (128 // cfg.batch_size) and all(0 <= r["knn_top1"] <= 1 for r in hist)
     assert any(not torch.equal(p, q) for p, q in zip(before, model.parameters()))
-    path = learner.write_run(hist, cfg, pieces, tmp_path / "run")
+    path = learner.write_run(hist, cfg, pieces, tmp_path / "run", model)
     saved = json.loads(path.read_text())
     assert saved["history"] == hist and saved["metrics"]["epochs_run"] == 2
+    loaded, loaded_cfg, info = pretrained(tmp_path / "run", progress=False)  # what SIMCLR_OWN=1 studies
+    assert info["history"] == hist and loaded_cfg == cfg
+    assert all(torch.equal(p, q) for p, q in zip(loaded.parameters(), model.parameters()))
     assert json.loads((tmp_path / "run" / "config.json").read_text())["batch_size"] == cfg.batch_size
 
 

@@ -23,12 +23,13 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from simclr_lib import augment
+from simclr_lib import __version__, augment
 from simclr_lib.config import SimCLRConfig
 from simclr_lib.data import ImageData, epoch_order
 from simclr_lib.loss import nt_xent
 from simclr_lib.optim import build_optimizer
 from simclr_lib.runs.budget import TimeBudget
+from simclr_lib.runs.checkpoint import save_checkpoint
 from simclr_lib.runs.lock import open_run
 from simclr_lib.runs.paths import RunPaths
 from simclr_lib.runs.recorder import LOG_EVERY, knn_monitor
@@ -215,13 +216,20 @@ def train_simclr(model: torch.nn.Module, images: torch.Tensor, pieces: Pieces, c
     return history
 
 
-def write_run(history: list[dict], cfg: SimCLRConfig, pieces: Pieces, out_dir: Path) -> Path:
-    """config.json and metrics.json of a :func:`train_simclr` run, in the layout ``train.pretrain`` writes
-    (``{"metrics": last record + totals, "history": [...]}``), under the run folder's lock. Returns metrics.json."""
+def write_run(history: list[dict], cfg: SimCLRConfig, pieces: Pieces, out_dir: Path,
+              model: Optional[torch.nn.Module] = None) -> Path:
+    """A :func:`train_simclr` run's folder, in the layout ``train.pretrain`` writes, under the folder's lock:
+    config.json, metrics.json (``{"metrics": last record + totals, "history": [...]}``) and, given the ``model``,
+    a checkpoint with its weights, config and history (``simclr_lib.pretrained(out_dir)`` loads it; notebooks
+    04-06 study it with ``SIMCLR_OWN=1``). Returns metrics.json."""
+    paths = RunPaths(out_dir)
     with open_run(out_dir, overwrite=True):
-        paths = RunPaths(out_dir)
         atomic_write_text(json.dumps(cfg.to_dict(), indent=2), paths.config)
         metrics = dict(history[-1], epochs_run=len(history) - 1, total_seconds=history[-1]["seconds"],
-                       pieces=pieces.whose, seed=cfg.seed)
+                       pieces=pieces.whose, seed=cfg.seed, version=__version__)
         atomic_write_text(json.dumps(dict(metrics=metrics, history=history), indent=2), paths.metrics)
+        if model is not None:
+            save_checkpoint(dict(model=model.state_dict(), config=cfg.to_dict(), history=history,
+                                 epoch=len(history) - 1, step=history[-1]["step"], version=__version__),
+                            paths.checkpoint)
     return paths.metrics

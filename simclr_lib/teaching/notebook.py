@@ -2,11 +2,12 @@
 
 One switch sets the scale: ``SIMCLR_SMOKE=1`` (CI: seconds; also yes/true/on, while 0/no/false/off/empty mean
 no), the default CPU-sized ``quick`` run, or ``full`` on a GPU (chosen automatically when CUDA is present, or
-forced with ``SIMCLR_MODE=full``; both variables are case-insensitive). Notebook 03 trains
-the series' model. In quick mode on CIFAR-10, notebooks 04-06 study the shipped CPU encoder
-(``simclr_lib.pretrained("small-cifar10")``, 1.5 hours of training on all 50,000 images) unless ``SIMCLR_OWN=1``;
-otherwise (and in smoke and full mode) they load notebook 03's checkpoint, or train it themselves first ("skip
-training if a checkpoint exists"), so each notebook also runs alone.
+forced with ``SIMCLR_MODE=full``; both variables are case-insensitive). Training is planned in minutes
+(``SERIES_MINUTES``). Notebook 03's loop trains the series' model with the learner's own pieces and writes it to
+``runs/notebooks/<mode>/`` (``SIMCLR_RUNS_DIR`` moves ``runs/``). On CIFAR-10 in quick mode (and in full mode
+without that checkpoint) notebooks 02 and 04-06 study the shipped CPU encoder (``simclr_lib.pretrained(
+"small-cifar10")``, 1.5 hours of training on all 50,000 images) unless ``SIMCLR_OWN=1``; otherwise they load the
+series' model, or train it first with ``train.pretrain`` for the same minutes, so each notebook also runs alone.
 """
 from __future__ import annotations
 
@@ -131,14 +132,15 @@ def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Op
     download = dataset != "cifar10" and download_wanted(m)  # the network is asked only when CIFAR-10 is missing
     if download:
         dataset, why = find_dataset(data_dir, download=True)
-    s = Setup(m, device, data_dir, dataset, project_root() / "runs" / "notebooks" / m, download)
+    runs = Path(os.environ.get("SIMCLR_RUNS_DIR") or project_root() / "runs")  # tests give each notebook its own
+    s = Setup(m, device, data_dir, dataset, runs / "notebooks" / m, download)
     print(f"mode={m} device={device} dataset={dataset} run_dir={rel(s.run_dir)}")
     if dataset == "shapes":
         print(SYNTHETIC_NOTICE.format(why=why, where=rel(Path(data_dir))))
     return s
 
 
-SERIES_MINUTES = dict(smoke=0.2, quick=4.0, full=4.0)  # how long notebook 03 (and 07's pretrain run) trains
+SERIES_MINUTES = dict(smoke=0.2, quick=4.5, full=4.5)  # how long notebook 03 (and 07's pretrain run) trains
 SERIES_QUICK = dict(epochs=100, small_width=16, batch_size=64, temperature=0.1, lr=2.0, min_scale=0.08)
 # the series' CPU run, planned in SERIES_MINUTES (epochs is only a cap): chosen on a validation split for the gain
 # of notebook 03's kNN monitor over random init in 4 minutes (benchmarks/sweep_learner_loop.py, docs/results.md).
