@@ -141,7 +141,7 @@ def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Op
 
 
 SERIES_MINUTES = dict(smoke=0.2, quick=4.5, full=4.5)  # how long notebook 03 (and 07's pretrain run) trains
-SERIES_QUICK = dict(epochs=100, small_width=16, batch_size=64, temperature=0.1, lr=2.0, min_scale=0.08)
+SERIES_QUICK = dict(epochs=100, subset=None, small_width=16, batch_size=64, temperature=0.1, lr=2.0, min_scale=0.08)
 # the series' CPU run, planned in SERIES_MINUTES (epochs is only a cap): chosen on a validation split for the gain
 # of notebook 03's kNN monitor over random init in 4 minutes (benchmarks/sweep_learner_loop.py, docs/results.md).
 # It departs from the paper's CIFAR-10 recipe (tau 0.5, lr 0.075 sqrt(B), ResNet-50, batch 512-4096, hundreds of

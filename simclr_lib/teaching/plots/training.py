@@ -9,6 +9,7 @@ from typing import Mapping, Optional, Sequence
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from simclr_lib.teaching.plots.core import figure
 
@@ -43,6 +44,7 @@ def plot_history(history: Sequence[Mapping[str, float]], title: str = "") -> Fig
     ax.set(xlabel="epoch", ylabel="top-1 %", title="kNN monitor (frozen h)")
     for a in axes:
         a.grid(alpha=0.3)
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     return fig
 
 
