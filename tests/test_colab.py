@@ -48,7 +48,7 @@ def colab(tmp_path_factory):
     Path(site, "colab_image.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     fake = tmp / "fake"
     (fake / "google" / "colab").mkdir(parents=True)
-    (fake / "google" / "__init__.py").write_text("")
+    # no google/__init__.py: a namespace package, so the real google.protobuf (tensorboard's) still imports
     (fake / "google" / "colab" / "__init__.py").write_text('"""A stand-in for Colab\'s module."""\n')
     return tmp / "venv" / "bin" / "python", f"file://{clone}", fake
 
