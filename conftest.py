@@ -30,6 +30,9 @@ default_to_smoke(os.environ)
 collect_ignore_glob = ["notebooks/student/*"]
 
 
+RUNS_DIR_GIVEN = "SIMCLR_RUNS_DIR" in os.environ  # as pytest was started: an explicit choice wins
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Every notebook nbval runs starts from an empty runs folder of its own (``SIMCLR_RUNS_DIR``, read by
@@ -38,9 +41,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     notebook = item.parent
     if not str(getattr(notebook, "path", "")).endswith(".ipynb") or getattr(notebook, "_simclr_runs", None):
         return
-    if "SIMCLR_RUNS_DIR" not in ENV_RUNS:
+    if not RUNS_DIR_GIVEN:
         notebook._simclr_runs = tempfile.mkdtemp(prefix="simclr-runs-")
         os.environ["SIMCLR_RUNS_DIR"] = notebook._simclr_runs
-
-
-ENV_RUNS = {k: v for k, v in os.environ.items() if k == "SIMCLR_RUNS_DIR"}
