@@ -48,7 +48,7 @@ class SavedRuns(dict):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", default="long", choices=list(ex.SCALES))
-    p.add_argument("--sections", nargs="+", default=list(ex.EFFECTS), choices=list(ex.EFFECTS))
+    p.add_argument("--sections", nargs="+", default=list(ex.SECTIONS), choices=list(ex.SECTIONS))
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", default=None, help="results file (default: docs/sweeps/experiments_<scale>.json)")
@@ -75,7 +75,7 @@ def main() -> None:
     sections = doc.setdefault("sections", {})
     for name in args.sections:
         t0 = time.perf_counter()
-        sections[name] = ex.run_settings(base, ex.EFFECTS[name], data, scale.seeds, cache=runs)
+        sections[name] = ex.run_settings(base, ex.settings(name, scale), data, scale.seeds, cache=runs)
         runs.save()
         summary = ", ".join(f"{s['setting']} {s['mean']:.1f} ({s['lo']:.1f}-{s['hi']:.1f})"
                             for s in ex.summarize(sections[name], "probe_h"))

@@ -40,6 +40,10 @@ DATASET_DEFAULTS = {
 # not in 225,000-image runs, so the 120-epoch shipped encoder keeps 0.2.
 CPU_SWEPT = dict(lr=2.0, temperature=0.1, min_scale=0.2)
 CPU_RECIPE = dict(CPU_SWEPT, temperature=0.2, epochs=120, warmup_epochs=10, small_width=32, small_depth=2)
+# The series' CPU run (notebook 03's loop, notebook 06's quick experiments): a few minutes is short training, where a
+# low tau, a small fast encoder (width 16, batch 64) and the paper's 8-100 % crops learned fastest on a validation
+# split (benchmarks/sweep_learner_loop.py, docs/results.md).
+SERIES_RECIPE = dict(small_width=16, temperature=0.1, lr=2.0, min_scale=0.08)
 SMALL_IMAGE = 64  # folder images up to this side get CIFAR-10's defaults, larger ones STL-10's
 
 

@@ -35,7 +35,8 @@ def test_data_comes_from_a_validation_split_of_the_training_images(data):
 def test_setting_config_sqrt_lr_rule_and_ops():
     base = ex.experiment_config(ex.SCALES["quick"])
     cfg, ops = ex.setting_config(base, {"batch_size": 1024})
-    assert cfg.batch_size == 1024 and math.isclose(cfg.peak_lr(), base.peak_lr() * 2) and ops is None
+    assert cfg.batch_size == 1024 and ops is None
+    assert math.isclose(cfg.peak_lr(), base.peak_lr() * math.sqrt(1024 / base.batch_size))
     cfg, ops = ex.setting_config(base, {"batch_size": 512, "lr": 0.5, "ops": ["crop", "flip"]})
     assert cfg.peak_lr() == 0.5 and ops == ("crop", "flip")
     assert ex.run_name(base, base, None) == "base_seed0"
@@ -82,9 +83,38 @@ def test_effects_are_valid_settings():
     base = ex.experiment_config(ex.SCALES["quick"])
     from simclr_lib.augment import OPS
 
-    for section in ex.EFFECTS.values():
-        for changes in section.values():
+    for section in ex.SECTIONS:
+        for changes in ex.settings(section, ex.SCALES["quick"]).values():
             cfg, ops = ex.setting_config(base, changes)  # every field exists and validates
             assert ops is None or set(ops) <= set(OPS)
     names = [ex.run_name(base, *ex.setting_config(base, c)) for c in ex.EFFECTS["temperature"].values()]
     assert names.count("base_seed0") == 1  # the base temperature is one of the settings, run once
+
+
+def test_settings_batch_sizes_follow_the_scale_and_one_is_the_base():
+    for name, scale in ex.SCALES.items():
+        sizes = ex.settings("batch size", scale)
+        assert list(sizes) == [str(b) for b in scale.batch_sizes] and scale.batch_size in scale.batch_sizes, name
+    assert ex.settings("temperature", ex.SCALES["quick"]) is ex.EFFECTS["temperature"]
+    with pytest.raises(ValueError, match="unknown experiment 'colour'.*augmentation, temperature, batch size"):
+        ex.settings("colour", ex.SCALES["quick"])
+
+
+def test_quick_scale_is_the_series_recipe_planned_in_minutes():
+    from simclr_lib.config import SERIES_RECIPE
+    from simclr_lib.teaching.notebook import SERIES_QUICK
+
+    cfg = ex.experiment_config(ex.SCALES["quick"])
+    assert cfg.minutes == ex.SCALES["quick"].minutes > 0 and cfg.epochs >= 30  # epochs only a cap
+    assert all(getattr(cfg, k) == v for k, v in SERIES_RECIPE.items())  # notebook 03's recipe, one definition
+    assert cfg.batch_size == SERIES_QUICK["batch_size"]
+    long = ex.experiment_config(ex.SCALES["long"])  # the committed sweep's recipe is unchanged (reproducible)
+    assert long.minutes is None and long.epochs == 30 and long.small_width == 32 and long.batch_size == 256
+    assert ex.experiment_config(ex.SCALES["paper"]).minutes is None
+
+
+def test_a_minutes_scale_run_ends_inside_its_budget(data, tmp_path):
+    scale = ex.Scale(n_pretrain=64, n_train=96, epochs=50, minutes=0.05, batch_size=32, subset=160)
+    base = ex.experiment_config(scale, dataset="shapes", image_size=32, device="cpu", out_dir=str(tmp_path / "r"))
+    row = ex.run_settings(base, {"base": {}}, data, seeds=(0,), progress=False)[0]
+    assert 0 < row["train_seconds"] < 60 * 0.05 + 2 and 0 < row["steps"] < 50 * 2  # time, not the epoch cap, ended it

@@ -54,3 +54,19 @@ def test_setup_downloads_only_when_cifar_is_missing_and_says_loudly_when_shapes_
     note = [line for line in out if line.startswith("NOTE:")]
     assert len(note) == 1 and "NOT CIFAR-10's" in note[0] and "no cifar-10 folder" in note[0]
     assert "SIMCLR_DOWNLOAD=1" in note[0]
+
+
+def test_paper_mode_only_when_asked_and_its_time_is_estimated_first(no_env, capsys, tmp_path):
+    assert NB.resolve_mode(mode="PAPER") == "paper"
+    no_env.setattr(NB.torch.cuda, "is_available", lambda: True)
+    assert NB.resolve_mode() == "full"  # never chosen by itself, not even on a GPU
+    no_env.undo()
+    s = NB.Setup("paper", NB.torch.device("cpu"), None, "shapes", tmp_path / "paper")
+    assert s.pick(1, 2, 3) == 3 and s.pick(1, 2, 3, paper=4) == 4
+    cfg = NB.series_config(s)
+    assert cfg.minutes is None and cfg.epochs == NB.PAPER_SERIES["epochs"] and cfg.temperature == 0.5
+    small = NB.series_config(s, arch="small", batch_size=16, epochs=3, subset=64, image_size=32, device="cpu")
+    minutes = NB.plan_minutes(small, runs=2)
+    line = capsys.readouterr().out
+    assert "paper scale: 2 x 3 epochs of small at batch 16, estimated" in line and "hours on cpu" in line
+    assert minutes > 0 and NB.plan_minutes(small.replace(minutes=1.5)) == 1.5  # a time-planned scale: its minutes

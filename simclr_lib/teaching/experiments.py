@@ -2,7 +2,7 @@
 pre-trained with two or more seeds and scored on a validation split carved from the training images.
 
 Taught in notebook 06. An experiment is a set of named settings (:data:`EFFECTS`: the augmentation composition and
-the colour strength, Fig. 5 / Table 1; the temperature, Table 5 / App. B.9; the batch size, Fig. 9). Every run is
+the colour strength, Fig. 5 / Table 1; the temperature, Table 5 / App. B.9; and the batch size, Fig. 9: :func:`settings`). Every run is
 scored on both h and z = g(h) (Sec. 4.2). :func:`run_settings` pre-trains each setting with each seed
 (:func:`~simclr_lib.train.pretrain`), then fits a linear probe and a cosine kNN classifier on labelled training
 images and scores them on the validation split (:func:`evaluate_run`): the test set is never touched, so naming a
@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from tqdm.auto import tqdm
 
 from simclr_lib.augment import SimCLRAugment
-from simclr_lib.config import SimCLRConfig
+from simclr_lib.config import SERIES_RECIPE, SimCLRConfig
 from simclr_lib.data import ImageData, load_dataset, validation_split
 from simclr_lib.evaluate import evaluate_frozen, random_init_model
 from simclr_lib.teaching.plots import label as _label  # how a value is written in run-folder names
@@ -34,7 +34,8 @@ from simclr_lib.train import pretrain
 Evaluate = Callable[[Any, SimCLRConfig, "ExperimentData"], dict]
 
 # Each experiment: setting name -> changes from the base config ("ops": the augmentation ops of both views; a
-# batch size without an "lr" scales the base peak LR by the paper's square-root rule, App. B.1).
+# batch size without an "lr" scales the base peak LR by the paper's square-root rule, App. B.1). The batch sizes
+# depend on the scale (:attr:`Scale.batch_sizes`): :func:`settings` gives every experiment's settings at a scale.
 LONG_SWEEP = "docs/sweeps/experiments_long.json"  # benchmarks/sweep_experiments.py at SCALES["long"], committed
 EFFECTS: dict[str, dict[str, dict[str, Any]]] = {
     "augmentation": {  # Fig. 5 (single ops vs the crop + colour pair) and Table 1 (colour strength s)
@@ -45,29 +46,52 @@ EFFECTS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "temperature": {"τ = 0.1": dict(temperature=0.1), "τ = 0.5": dict(temperature=0.5),
                     "τ = 1": dict(temperature=1.0)},  # Table 5, App. B.9
-    "batch size": {"128": dict(batch_size=128), "256": dict(batch_size=256), "512": dict(batch_size=512)},  # Fig. 9
 }
+SECTIONS = ("augmentation", "temperature", "batch size")  # the batch size: Sec. 5.2, Fig. 9
 
 
 @dataclass(frozen=True)
 class Scale:
-    """How big one experiment run is: images, epochs, encoder, seeds (one row of :data:`SCALES`)."""
+    """How big one experiment run is: images, length (epochs, or minutes with epochs as a cap), encoder and recipe,
+    seeds, and the batch sizes of the batch-size experiment (one row of :data:`SCALES`)."""
 
     n_pretrain: int  # pre-training images, from the training part of the split
     n_train: int  # labelled training images the probe and the kNN classifier are fitted on
-    epochs: int
+    epochs: int  # the run's length, or its cap when ``minutes`` is set
+    minutes: Optional[float] = None  # time budget of each run (runs.budget): every setting gets the same compute
     arch: str = "small"
     batch_size: int = 256
+    batch_sizes: tuple[int, ...] = (128, 256, 512)  # the batch-size experiment (one of them is the base's)
+    warmup_epochs: float = 1.0
     seeds: tuple[int, ...] = (0, 1)
     subset: Optional[int] = None  # training images loaded before the split (None: all)
+    recipe: tuple[tuple[str, Any], ...] = ()  # config fields that differ from ``SimCLRConfig.quick``
 
 
 SCALES: dict[str, Scale] = {
-    "smoke": Scale(n_pretrain=512, n_train=256, epochs=1, batch_size=64, subset=640),  # 512: the largest batch
-    "quick": Scale(n_pretrain=10_000, n_train=10_000, epochs=6),  # ~1 min per run on 2 CPU cores
-    "long": Scale(n_pretrain=10_000, n_train=10_000, epochs=30),  # benchmarks/sweep_experiments.py
-    "full": Scale(n_pretrain=45_000, n_train=45_000, epochs=5, arch="resnet18", batch_size=512),  # one GPU, < 10 min
+    "smoke": Scale(n_pretrain=512, n_train=256, epochs=1, batch_size=64, batch_sizes=(64, 128, 256), subset=640),
+    # the notebook's default on a CPU: notebook 03's recipe (notebook.SERIES_QUICK), 45 seconds of training per run
+    "quick": Scale(n_pretrain=10_000, n_train=10_000, epochs=100, minutes=0.75, batch_size=64,
+                   batch_sizes=(64, 128, 256), warmup_epochs=0.5, recipe=tuple(SERIES_RECIPE.items())),
+    # benchmarks/sweep_experiments.py: the committed longer sweep (the quick preset, 30 epochs, ~5 min per run)
+    "long": Scale(n_pretrain=10_000, n_train=10_000, epochs=30),
+    # the default on a GPU: ResNet-18 for the same 45 seconds per run (not measured: no GPU was lent)
+    "full": Scale(n_pretrain=45_000, n_train=45_000, epochs=100, minutes=0.75, arch="resnet18", batch_size=256,
+                  batch_sizes=(256, 512, 1024), warmup_epochs=0.5),
+    # asked for on purpose (SIMCLR_MODE=paper): ResNet-18, 100 epochs per run on all 45,000 images, hours per run
+    "paper": Scale(n_pretrain=45_000, n_train=45_000, epochs=100, arch="resnet18", batch_size=512,
+                   batch_sizes=(256, 512, 1024), warmup_epochs=10, recipe=(("temperature", 0.5),)),
 }
+
+
+def settings(section: str, scale: Scale) -> dict[str, dict[str, Any]]:
+    """The settings of one experiment (:data:`SECTIONS`) at ``scale``: :data:`EFFECTS`, or the batch sizes of
+    ``scale`` named by their value. Taught in notebook 06."""
+    if section == "batch size":
+        return {str(b): dict(batch_size=b) for b in scale.batch_sizes}
+    if section not in EFFECTS:
+        raise ValueError(f"unknown experiment {section!r}; choose one of {', '.join(SECTIONS)}")
+    return EFFECTS[section]
 
 
 @dataclass
@@ -88,11 +112,12 @@ def load_experiment_data(dataset: str, data_dir: Optional[str], scale: Scale, va
 
 def experiment_config(scale: Scale, **overrides: Any) -> SimCLRConfig:
     """The base configuration every setting changes: the quick preset (``SimCLRConfig.quick``, chosen on a
-    validation split) at this scale, without monitoring, TensorBoard or a progress bar per run."""
+    validation split) with ``scale``'s recipe, length and encoder, without monitoring, TensorBoard or a progress
+    bar per run. A scale with ``minutes`` plans every run in time (the cosine follows the time used)."""
     base = dict(subset=None, arch=scale.arch, batch_size=scale.batch_size, epochs=scale.epochs,
-                warmup_epochs=min(1, scale.epochs), knn_every=0, checkpoint_every=scale.epochs, progress=False,
-                tensorboard=False)
-    return SimCLRConfig.quick(**{**base, **overrides})
+                minutes=scale.minutes, warmup_epochs=min(scale.warmup_epochs, scale.epochs), knn_every=0,
+                checkpoint_every=scale.epochs, progress=False, tensorboard=False)
+    return SimCLRConfig.quick(**{**base, **dict(scale.recipe), **overrides})
 
 
 def evaluate_run(model: Any, cfg: SimCLRConfig, data: ExperimentData, spaces: Sequence[str] = ("h", "z"),

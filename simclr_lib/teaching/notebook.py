@@ -21,14 +21,14 @@ from typing import Any, Optional
 
 import torch
 
-from simclr_lib.config import SimCLRConfig
+from simclr_lib.config import SERIES_RECIPE, SimCLRConfig
 from simclr_lib.data import ImageData, load_dataset, resolve_data_dir
 from simclr_lib.runs.paths import RunPaths
 from simclr_lib.runs.registry import REPO_URL  # noqa: F401  (the notebooks' badges and install cells)
 from simclr_lib.runs.registry import pretrained as load_model
 from simclr_lib.runtime import project_root, resolve_device  # noqa: F401 (project_root: notebook 06)
 
-MODES = ("smoke", "quick", "full")
+MODES = ("smoke", "quick", "full", "paper")  # paper: only when asked for (SIMCLR_MODE=paper), hours
 TRUE_WORDS, FALSE_WORDS = ("1", "yes", "true", "on"), ("", "0", "no", "false", "off")
 CIFAR_HOST = "www.cs.toronto.edu"  # where torchvision downloads CIFAR-10 from
 SYNTHETIC_NOTICE = ("NOTE: CIFAR-10 is not available ({why}), so this notebook runs on the synthetic 'shapes' set: "
@@ -72,16 +72,17 @@ def resolve_mode(smoke: Optional[bool] = None, mode: Optional[str] = None) -> st
 
 @dataclass
 class Setup:
-    mode: str  # smoke | quick | full
+    mode: str  # smoke | quick | full | paper
     device: torch.device
     data_dir: Optional[str]
     dataset: str  # cifar10 when found (or downloadable), else shapes
     run_dir: Path  # where notebook 03's run (and its checkpoint) lives
     download: bool = False  # may a missing CIFAR-10 be downloaded (:func:`download_wanted`)
 
-    def pick(self, smoke: Any, quick: Any, full: Any) -> Any:
-        """The value for this mode: ``setup.pick(smoke=64, quick=1000, full=10000)``."""
-        return {"smoke": smoke, "quick": quick, "full": full}[self.mode]
+    def pick(self, smoke: Any, quick: Any, full: Any, paper: Any = None) -> Any:
+        """The value for this mode: ``setup.pick(smoke=64, quick=1000, full=10000)`` (paper: ``full``'s unless
+        given)."""
+        return {"smoke": smoke, "quick": quick, "full": full, "paper": full if paper is None else paper}[self.mode]
 
     @property
     def checkpoint(self) -> Path:
@@ -140,8 +141,9 @@ def setup(smoke: Optional[bool] = None, data_dir: Optional[str] = None, mode: Op
     return s
 
 
-SERIES_MINUTES = dict(smoke=0.2, quick=4.5, full=4.5)  # how long notebook 03 (and 07's pretrain run) trains
-SERIES_QUICK = dict(epochs=100, subset=None, small_width=16, batch_size=64, temperature=0.1, lr=2.0, min_scale=0.08)
+SERIES_MINUTES = dict(smoke=0.2, quick=4.5, full=4.5, paper=None)  # how long notebook 03 (and 07's pretrain run)
+# trains; paper scale is planned in epochs (PAPER_SERIES) and its estimated time is printed first (plan_minutes)
+SERIES_QUICK = dict(epochs=100, subset=None, batch_size=64, **SERIES_RECIPE)
 # the series' CPU run, planned in SERIES_MINUTES (epochs is only a cap): chosen on a validation split for the gain
 # of notebook 03's kNN monitor over random init in 4 minutes (benchmarks/sweep_learner_loop.py, docs/results.md).
 # It departs from the paper's CIFAR-10 recipe (tau 0.5, lr 0.075 sqrt(B), ResNet-50, batch 512-4096, hundreds of
@@ -149,18 +151,52 @@ SERIES_QUICK = dict(epochs=100, subset=None, small_width=16, batch_size=64, temp
 # (App. B.9 finds tau 0.5 best only beyond 300 epochs). The crops stay App. A's 8-100 % (notebook 01's exercise).
 
 
+PAPER_SERIES = dict(arch="resnet18", batch_size=512, epochs=500, temperature=0.5, optimizer="lars", warmup_epochs=10,
+                    knn_every=10, checkpoint_every=10)
+# paper scale, asked for on purpose: App. B.9's CIFAR-10 recipe (LARS, lr 0.075 sqrt(B), tau 0.5 beyond 300 epochs,
+# crops 8-100 %, colour 0.5) with ResNet-18 instead of ResNet-50 (dkobak/simclr-cifar10: 500 epochs reach ~90 % kNN)
+
+
 def series_config(s: Setup, **overrides: Any) -> SimCLRConfig:
     """The configuration of the series' pre-training run (notebooks 03 and 07) for this setup's mode: smoke
     (seconds), quick (``SERIES_QUICK`` for ``SERIES_MINUTES`` on a CPU), full (ResNet-18 for the same minutes
-    on a GPU). ``minutes`` plans the run in time (``runs.budget``); ``epochs`` is then a cap."""
+    on a GPU), paper (``PAPER_SERIES``, planned in epochs: hours). ``minutes`` plans the run in time
+    (``runs.budget``); ``epochs`` is then a cap."""
     common = dict(dataset=s.dataset, data_dir=s.data_dir, out_dir=str(s.run_dir), minutes=SERIES_MINUTES[s.mode])
     if s.mode == "smoke":
         return SimCLRConfig.smoke(**{**common, **overrides})
     if s.mode == "quick":
         return SimCLRConfig.quick(**{**common, **SERIES_QUICK, **overrides})
+    if s.mode == "paper":
+        return SimCLRConfig(**{**common, **PAPER_SERIES, **overrides})
     full = dict(arch="resnet18", batch_size=512, epochs=100, knn_every=1, optimizer="lars", temperature=0.2,
                 checkpoint_every=10)  # one GPU, planned in the same minutes (not measured: docs/results.md)
     return SimCLRConfig(**{**common, **full, **overrides})
+
+
+def estimate_minutes(cfg: SimCLRConfig, data: Optional[ImageData] = None) -> float:
+    """Minutes ``cfg``'s training would take here: its steps (epochs x full batches) at the seconds per step
+    measured on this device (``quickstart.calibrate``: a few real steps of the same model, optimiser and
+    augmentation), without the monitor and checkpoints."""
+    from simclr_lib.cli.quickstart import calibrate
+    from simclr_lib.config import load_pretrain_data
+
+    data = data if data is not None else load_pretrain_data(cfg)
+    s_per_step = calibrate(cfg, data)[0]
+    return cfg.epochs * (len(data) // cfg.batch_size) * s_per_step / 60
+
+
+def plan_minutes(cfg: SimCLRConfig, data: Optional[ImageData] = None, runs: int = 1) -> float:
+    """The minutes a training cell may use: ``cfg.minutes`` when the scale is planned in time; at paper scale
+    (planned in epochs) the estimate of ``runs`` runs is printed first, and the budget left open beyond it
+    (twice the estimate), so the epochs end the run and the schedule is the epochs' cosine."""
+    if cfg.minutes is not None:
+        return cfg.minutes
+    each = estimate_minutes(cfg, data)
+    print(f"paper scale: {runs} x {cfg.epochs} epochs of {cfg.arch} at batch {cfg.batch_size}, estimated "
+          f"{runs * each / 60:.1f} hours on {resolve_device(cfg.device)} (measured over a few steps); "
+          "stop the cell any time (notebook 07's pretrain resumes a stopped run)")
+    return 2 * each
 
 
 SHIPPED = "small-cifar10"  # the shipped CPU encoder that notebooks 04-06 study in quick mode
@@ -171,7 +207,7 @@ def use_shipped(s: Setup) -> bool:
     not set to yes (``SIMCLR_OWN=1`` studies your own run), and quick mode, or full mode without notebook 03's
     checkpoint (Colab gives every notebook its own machine: 04-06 load instead of retraining 03's model)."""
     own = env_flag("SIMCLR_OWN", "to study your own notebook-03 run", "(or leave it unset) for the shipped encoder")
-    wanted = s.mode == "quick" or (s.mode == "full" and not s.checkpoint.is_file())
+    wanted = s.mode == "quick" or (s.mode in ("full", "paper") and not s.checkpoint.is_file())
     return s.dataset == "cifar10" and not own and wanted
 
 
@@ -194,7 +230,7 @@ def series_model(s: Setup, force: bool = False, **overrides: Any):
         model, cfg, info = load_model(SHIPPED, map_location=s.device, progress=False)
         print(f"the shipped encoder {SHIPPED} ({info['epoch']} epochs on all 50,000 CIFAR-10 training images; "
               "SIMCLR_OWN=1 studies your own notebook-03 run instead)"
-              + (", not notebook 03's ResNet-18: run 03 first to study that" if s.mode == "full" else ""))
+              + (", not notebook 03's ResNet-18: run 03 first to study that" if s.mode in ("full", "paper") else ""))
         return model, cfg, info["history"]
     if not force and s.checkpoint.is_file():
         print(f"loading the series' model from {rel(s.checkpoint)}")
