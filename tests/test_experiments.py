@@ -118,3 +118,13 @@ def test_a_minutes_scale_run_ends_inside_its_budget(data, tmp_path):
     base = ex.experiment_config(scale, dataset="shapes", image_size=32, device="cpu", out_dir=str(tmp_path / "r"))
     row = ex.run_settings(base, {"base": {}}, data, seeds=(0,), progress=False)[0]
     assert 0 < row["train_seconds"] < 60 * 0.05 + 2 and 0 < row["steps"] < 50 * 2  # time, not the epoch cap, ended it
+
+
+def test_planned_runs_counts_the_base_once_per_seed():
+    scale = ex.SCALES["quick"]
+    base = ex.experiment_config(scale)
+    names = ex.planned_runs(base, scale)
+    assert len(names) == len(set(names)) == 16 and names.count("base_seed0") == 1  # 8 + 4 + 4: 2 seeds each
+    assert ex.planned_runs(base, scale, ["temperature"]) == ["base_seed0", "base_seed1", "temperature=0.5_seed0",
+                                                             "temperature=0.5_seed1", "temperature=1_seed0",
+                                                             "temperature=1_seed1"]

@@ -71,7 +71,7 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "smoke": Scale(n_pretrain=512, n_train=256, epochs=1, batch_size=64, batch_sizes=(64, 128, 256), subset=640),
     # the notebook's default on a CPU: notebook 03's recipe (notebook.SERIES_QUICK), 45 seconds of training per run
-    "quick": Scale(n_pretrain=10_000, n_train=10_000, epochs=100, minutes=0.75, batch_size=64,
+    "quick": Scale(n_pretrain=10_000, n_train=5_000, epochs=100, minutes=0.75, batch_size=64,
                    batch_sizes=(64, 128, 256), warmup_epochs=0.5, recipe=tuple(SERIES_RECIPE.items())),
     # benchmarks/sweep_experiments.py: the committed longer sweep (the quick preset, 30 epochs, ~5 min per run)
     "long": Scale(n_pretrain=10_000, n_train=10_000, epochs=30),
@@ -183,6 +183,14 @@ def run_settings(base: SimCLRConfig, settings: Mapping[str, Mapping[str, Any]], 
             cache[key] = run_one(cfg.replace(out_dir=str(Path(base.out_dir) / key)), data, ops, evaluate)
         rows.append(dict(setting=name, seed=seed, run=key, **cache[key]))
     return rows
+
+
+def planned_runs(base: SimCLRConfig, scale: Scale, sections: Sequence[str] = SECTIONS) -> list[str]:
+    """The distinct runs (:func:`run_name`) that :func:`run_settings` makes for ``sections`` at ``scale``: a setting
+    equal to the base (in every experiment) is one run per seed."""
+    names = [run_name(base, *setting_config(base.replace(seed=seed), changes)) for section in sections
+             for changes in settings(section, scale).values() for seed in scale.seeds]
+    return list(dict.fromkeys(names))
 
 
 def random_init(base: SimCLRConfig, data: ExperimentData, seeds: Sequence[int] = (0, 1),

@@ -85,6 +85,11 @@ class Setup:
         return {"smoke": smoke, "quick": quick, "full": full, "paper": full if paper is None else paper}[self.mode]
 
     @property
+    def runs(self) -> Path:
+        """The runs folder of this setup (``runs/``, or ``SIMCLR_RUNS_DIR``): notebook 03's run, 06's experiments."""
+        return self.run_dir.parents[1]
+
+    @property
     def checkpoint(self) -> Path:
         return RunPaths(self.run_dir).checkpoint
 
