@@ -10,4 +10,5 @@
 * :mod:`.geometry` -- notebook 05: alignment and uniformity (Wang & Isola 2020)
 * :mod:`.shortcut` -- notebook 01: the colour-histogram shortcut that colour distortion removes
 * :mod:`.popular_repos` -- notebook 02: the loss and LARS of two popular repositories, with their bugs
+* :mod:`.widgets` -- notebooks 01, 02 and 06: sliders that redraw a figure, a form that launches a run (ipywidgets)
 """
