@@ -7,8 +7,8 @@
   Sec. 4 "linear evaluation protocol"; the L2-regularised L-BFGS fit of App. B.8). The torch and scikit-learn
   backends minimise the *same* objective, ``mean CE + ||W||^2 / (2 C N)``, so they agree up to solver tolerance.
 * :func:`knn_accuracy` is the weighted kNN monitor of InstDisc (Wu et al. 2018): votes ``exp(cos / T)``.
-* :func:`label_fraction_sweep` probes with 1 % / 10 % / 100 % of the labels (class-balanced, cf. Sec. 4 Table 7,
-  which fine-tunes; here the cheaper linear probe).
+* :func:`label_fraction_sweep` probes with 1 % / 10 % / 100 % of the labels (class-balanced, C chosen on a held-out
+  part of each subset; cf. Sec. 4 Table 7, which fine-tunes; here the cheaper linear probe).
 * The supervised baseline and fine-tuning (Table 8) train end to end: ``finetune.py``.
 """
 from __future__ import annotations
@@ -338,10 +338,19 @@ def evaluate_frozen(model: nn.Module, train: ImageData, test: ImageData, spaces:
 
 def label_fraction_sweep(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                          fractions: Sequence[float] = (0.01, 0.1, 1.0), per_class: Optional[Sequence[int]] = None,
-                         seed: int = 0, backend: str = "torch", progress: bool = False, **probe_kwargs) -> list[dict]:
+                         C: Union[float, Sequence[float]] = (0.01, 0.1, 1.0), seed: int = 0, backend: str = "torch",
+                         progress: bool = False, **probe_kwargs) -> list[dict]:
     """Linear probe trained on class-balanced subsets of the labels (``fractions``, or ``per_class`` counts).
 
-    Returns one dict per setting: ``fraction`` or ``per_class``, ``n_labels`` and :func:`linear_probe`'s keys.
+    Each subset chooses its own ``C`` among the sequence ``C`` on a class-balanced held-out 20 % of *that subset*
+    (:func:`select_C`, split with ``seed``), then refits on the whole subset: no setting is chosen on the test set
+    or on labels the subset does not have. A single float skips the choice.
+
+    Returns one dict per setting: ``fraction`` or ``per_class``, ``n_labels`` and :func:`linear_probe`'s keys
+    (``C``: the chosen value; ``C_val_top1``: ``[[C, validation top-1], ...]``).
+
+    Shape:
+        train_x: (N, D), train_y: (N,), test_x: (M, D), test_y: (M,) -> one dict per setting.
 
     Taught in notebook 04.
     """
@@ -349,7 +358,8 @@ def label_fraction_sweep(train_x: torch.Tensor, train_y: torch.Tensor, test_x: t
     rows = []
     for key, value in tqdm(settings, desc="label fractions", disable=not progress):
         idx = balanced_indices(train_y, seed=seed, **{key: value})
-        res = linear_probe(train_x[idx], torch.as_tensor(train_y)[idx], test_x, test_y, backend, **probe_kwargs)
+        res = linear_probe(train_x[idx], torch.as_tensor(train_y)[idx], test_x, test_y, backend, C=C, seed=seed,
+                           **probe_kwargs)
         rows.append({key: value, "n_labels": len(idx), **res})
     return rows
 

@@ -3,6 +3,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,8 @@ from simclr_lib.data import CIFAR10_MEAN, CIFAR10_STD, balanced_indices, make_sh
 from simclr_lib.evaluate import (features, knn_accuracy, knn_predict, label_fraction_sweep, linear_probe,
                                  linear_probe_both, select_C)
 from simclr_lib.models import Normalize, ProjectionHead, SimCLRModel, build_encoder
-from simclr_lib.teaching.finetune import crop_flip_at, fine_tune, random_crop_flip, train_supervised
+from simclr_lib.teaching.finetune import (crop_flip_at, fine_tune, images_per_epoch, labelled_subset,
+                                          random_crop_flip, supervised_fraction_sweep, train_supervised)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -228,6 +230,49 @@ def test_label_fraction_sweep_is_balanced_and_more_labels_do_not_hurt(cifar_pixe
     assert rows[0]["per_class"] == 5 and rows[0]["n_labels"] == 50 and rows[0]["top1"] > 0.1
 
 
+def _clusters(n: int, seed: int, k: int = 4, d: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    """k Gaussian classes in d dimensions, features of very different scales (class means fixed, noise seeded)."""
+    means = 0.35 * torch.randn(k, d, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(n) % k
+    return means[y] + torch.randn(n, d, generator=torch.Generator().manual_seed(seed)) * torch.linspace(0.2, 3, d), y
+
+
+def _naive_fraction_point(x, y, xte, yte, fraction, Cs, seed=0):
+    """Reference: the balanced subset, its balanced 80 / 20 split, scikit-learn on each C by hand, refit the best."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    def score(a, ya, b, yb, c):
+        scaler = StandardScaler().fit(a.double().numpy())
+        clf = LogisticRegression(C=c, max_iter=1000).fit(scaler.transform(a.double().numpy()), ya.numpy())
+        return float((clf.predict(scaler.transform(b.double().numpy())) == yb.numpy()).mean())
+
+    idx = balanced_indices(y, fraction=fraction, seed=seed)
+    xs, ys = x[idx], y[idx]
+    fit = balanced_indices(ys, fraction=0.8, seed=seed).tolist()
+    val = [i for i in range(len(ys)) if i not in set(fit)]
+    val_top1 = [score(xs[fit], ys[fit], xs[val], ys[val], c) for c in Cs]
+    best = Cs[int(np.argmax(val_top1))]  # ties: the first
+    return len(idx), best, val_top1, score(xs, ys, xte, yte, best)
+
+
+def test_label_fraction_sweep_chooses_C_on_each_subsets_validation_part_like_a_naive_reference():
+    (x, y), (xte, yte) = _clusters(2000, 1), _clusters(1000, 2)
+    Cs, fractions = (0.001, 0.01, 0.1, 1.0, 10.0), (0.02, 0.2, 1.0)
+    rows = label_fraction_sweep(x, y, xte, yte, fractions=fractions, C=Cs, backend="sklearn")
+    for row, fraction in zip(rows, fractions):
+        n, best, val_top1, top1 = _naive_fraction_point(x, y, xte, yte, fraction, Cs)
+        assert row["fraction"] == fraction and row["n_labels"] == n and row["C"] == best
+        assert [c for c, _ in row["C_val_top1"]] == list(Cs)
+        assert [a for _, a in row["C_val_top1"]] == pytest.approx(val_top1, abs=1e-6)
+        assert row["top1"] == pytest.approx(top1, abs=2e-3)
+    assert len({r["C"] for r in rows}) > 1  # each fraction chose its own C
+    torch_rows = label_fraction_sweep(x, y, xte, yte, fractions=fractions, C=Cs)  # the default backend agrees
+    assert [r["top1"] for r in torch_rows] == pytest.approx([r["top1"] for r in rows], abs=0.01)
+    single = label_fraction_sweep(x, y, xte, yte, fractions=(0.2,), C=0.1)[0]
+    assert single["C"] == 0.1 and "C_val_top1" not in single
+
+
 def test_random_encoder_features_of_cifar_beat_chance(cifar_pixels):
     *_, images = cifar_pixels
     torch.manual_seed(0)
@@ -296,6 +341,35 @@ def test_eval_every_scores_the_test_set_per_epoch_without_changing_the_training(
     assert [h["loss"] for h in curve["history"]] == [h["loss"] for h in plain["history"]]  # eval mode, no RNG used
     every2 = train_supervised(encoder, dim, train, test, eval_every=2, **kw)
     assert [h["epoch"] for h in every2["history"] if "test_top1" in h] == [2]
+
+
+def test_images_per_epoch_counts_whole_batches_only():
+    assert images_per_epoch(500, 256) == 256 and images_per_epoch(5000, 250) == 5000
+    assert images_per_epoch(51, 250) == 51 and images_per_epoch(100, 100) == 100
+
+
+def test_supervised_fraction_sweep_trains_from_scratch_on_the_probes_labels_at_equal_compute(shapes):
+    train, test = shapes  # 8 classes, 24 training images each
+    torch.manual_seed(0)
+    encoder, dim = build_encoder("small", cifar_stem=True)
+    before = _snapshot(encoder)
+    rows = supervised_fraction_sweep(encoder, dim, train, test, (0.25, 1.0), images_seen=192, batch_size=16,
+                                     curve_fraction=0.25, device="cpu", progress=False)
+    _assert_bit_identical(encoder, before)
+    feats = torch.zeros(len(train), 2)
+    probe_rows = label_fraction_sweep(feats, train.labels, feats[:8], test.labels[:8], (0.25, 1.0), C=1.0)
+    assert [r["n_labels"] for r in rows] == [r["n_labels"] for r in probe_rows] == [48, 192]
+    assert [r["epochs"] for r in rows] == [4, 1] and [r["images_seen"] for r in rows] == [192, 192]
+    assert [h["epoch"] for h in rows[0]["history"] if "test_top1" in h] == [1, 2, 3, 4]
+    assert not any("test_top1" in h for h in rows[1]["history"]) and "model" not in rows[0]
+    assert all(r["mode"] == "supervised" and 0 <= r["top1"] <= 1 for r in rows)
+    part = labelled_subset(train, 0.25)  # the same labels as the probe's subset, and as the run's
+    idx = balanced_indices(train.labels, fraction=0.25)
+    assert torch.equal(part.labels, train.labels[idx]) and torch.equal(part.images, train.images[idx])
+    alone = train_supervised(encoder, dim, part, test, epochs=4, batch_size=16, device="cpu", progress=False)
+    assert alone["top1"] == rows[0]["top1"] and alone["images_seen"] == 192  # same seed, same run
+    with pytest.raises(ValueError, match="images_seen"):
+        supervised_fraction_sweep(encoder, dim, train, test, (1.0,), images_seen=0, device="cpu")
 
 
 def test_end_to_end_training_rejects_unlabelled_data(shapes):

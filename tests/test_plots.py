@@ -160,9 +160,14 @@ def test_plot_curves_schedules_trust_and_fractions():
     assert len(fig.axes[0].patches) == 2
     with pytest.raises(ValueError):
         plots.plot_trust_ratios({})
-    rows = [dict(n_labels=10, top1=0.2), dict(n_labels=100, top1=0.4)]
-    fig = plots.plot_label_fractions({"simclr": rows, "random": rows})
-    assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].lines) == 2
+    rows = [dict(n_labels=10, top1=0.2, C=0.1), dict(n_labels=100, top1=0.4, C=1.0)]
+    trained = [dict(n_labels=10, top1=0.1, epochs=10), dict(n_labels=100, top1=0.3, epochs=1)]
+    fig = plots.plot_label_fractions({"simclr": rows, "random": rows, "supervised": trained})
+    lines = fig.axes[0].lines
+    assert fig.axes[0].get_xscale() == "log" and len(lines) == 3
+    assert [ln.get_linestyle() for ln in lines] == ["-", "-", "--"]  # end-to-end runs dashed beside the probes
+    assert list(lines[2].get_ydata()) == pytest.approx([10, 30])
+    assert list(fig.axes[0].get_xticks()) == [10, 100]  # a tick at each number of labels
 
 
 def test_single_panel_plots_draw_into_a_given_panel():

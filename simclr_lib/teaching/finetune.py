@@ -3,12 +3,16 @@
 :func:`train_supervised` trains a *copy* of an encoder plus a new linear classifier with SGD + cosine, random crop
 (zero padding) + flip drawn on the device, and the library's one optimiser step (``optim.optimizer_step``); with
 a freshly built encoder it is the supervised baseline, :func:`fine_tune` passes a pre-trained one.
+:func:`supervised_fraction_sweep` trains that baseline on each class-balanced label fraction that
+``evaluate.label_fraction_sweep`` probes, at equal compute (the same number of training images seen).
 """
 from __future__ import annotations
 
 import copy
+import math
 import time
-from typing import Optional
+from dataclasses import replace
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from simclr_lib.augment import to_float
-from simclr_lib.data import ImageData
+from simclr_lib.data import ImageData, balanced_indices
 from simclr_lib.evaluate import DeviceLike, features
 from simclr_lib.optim import build_optimizer, build_scheduler, optimizer_step
 from simclr_lib.runtime import autocast_context, make_grad_scaler, resolve_device, resolve_precision
@@ -54,6 +58,18 @@ def random_crop_flip(images: torch.Tensor, pad: int = 4, generator: Optional[tor
 def _check_labelled(data: ImageData, name: str) -> None:
     if data.labels is None or len(data) < 2:
         raise ValueError(f"{name} set {data.name!r} needs labels and >= 2 images; use a labelled split (e.g. 'train')")
+
+
+def images_per_epoch(n: int, batch_size: int) -> int:
+    """The images one epoch of :func:`train_supervised` trains on: whole batches only, the last partial batch
+    dropped (all ``n`` images when they fill less than one batch).
+
+    Shape:
+        two ints -> an int <= n.
+
+    Taught in notebook 04 (equal compute across label fractions).
+    """
+    return min(n, max(1, n // batch_size) * batch_size)
 
 
 def _train_epoch(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, opt, sched, scaler,
@@ -96,7 +112,8 @@ def train_supervised(encoder: nn.Module, feat_dim: int, train: ImageData, test: 
 
     Returns:
         dict with ``top1`` (test), ``train_top1`` and ``loss`` (last epoch), ``history`` (per epoch),
-        ``seconds``, ``images_per_s``, ``epochs``, ``mode`` and ``model`` (the trained encoder + classifier).
+        ``seconds``, ``images_per_s``, ``epochs``, ``images_seen`` (training images, counted with repeats),
+        ``mode`` and ``model`` (the trained encoder + classifier).
     """
     _check_labelled(train, "train"), _check_labelled(test, "test")
     if epochs < 1 or batch_size < 2 or not lr > 0:
@@ -119,10 +136,9 @@ def train_supervised(encoder: nn.Module, feat_dim: int, train: ImageData, test: 
                 rec["test_top1"] = _top1(model, test, dev, amp)
             history.append(dict(epoch=epoch + 1, lr=opt.param_groups[0]["lr"], **rec))
             bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['train_top1']:.3f}")
-    seconds = time.perf_counter() - t0
-    return dict(top1=_top1(model, test, dev, amp), train_top1=rec["train_top1"],
-                loss=rec["loss"], history=history, seconds=seconds, epochs=epochs, mode=mode,
-                images_per_s=epochs * min(len(train), steps * batch_size) / seconds, model=model)
+    seconds, seen = time.perf_counter() - t0, epochs * images_per_epoch(len(train), batch_size)
+    return dict(top1=_top1(model, test, dev, amp), train_top1=rec["train_top1"], loss=rec["loss"], history=history,
+                seconds=seconds, epochs=epochs, images_seen=seen, mode=mode, images_per_s=seen / seconds, model=model)
 
 
 def fine_tune(encoder: nn.Module, feat_dim: int, train: ImageData, test: ImageData, epochs: int = 30,
@@ -132,3 +148,48 @@ def fine_tune(encoder: nn.Module, feat_dim: int, train: ImageData, test: ImageDa
     :func:`train_supervised` with a smaller default peak learning rate; same keyword arguments and result.
     """
     return train_supervised(encoder, feat_dim, train, test, epochs, batch_size, lr, mode="fine_tune", **kwargs)
+
+
+def labelled_subset(train: ImageData, fraction: float, seed: int = 0) -> ImageData:
+    """The class-balanced ``fraction`` of ``train`` (``data.balanced_indices``): the very labels that
+    ``evaluate.label_fraction_sweep`` probes with at that fraction and the same ``seed``.
+
+    Shape:
+        N images -> about fraction * N images (rounded per class), in ``train``'s order.
+
+    Taught in notebook 04.
+    """
+    _check_labelled(train, "train")
+    idx = balanced_indices(train.labels, fraction=fraction, seed=seed)
+    return replace(train, images=train.images[idx], labels=train.labels[idx])
+
+
+def supervised_fraction_sweep(encoder: nn.Module, feat_dim: int, train: ImageData, test: ImageData,
+                              fractions: Sequence[float], images_seen: int, batch_size: int = 256, seed: int = 0,
+                              curve_fraction: Optional[float] = None, **kwargs) -> list[dict]:
+    """Supervised training from scratch on each label fraction, at equal compute: a copy of the untrained
+    ``encoder`` (the same initial weights every time) plus a linear classifier, trained with
+    :func:`train_supervised` on :func:`labelled_subset` (the labels the probe of that fraction sees) for
+    ``ceil(images_seen / images_per_epoch)`` epochs, so every fraction sees about ``images_seen`` images
+    (exactly, when each subset is a whole number of batches). The run at ``curve_fraction`` also scores the test
+    set after every epoch (``test_top1`` in its ``history``).
+
+    Returns:
+        one dict per fraction: ``fraction``, ``n_labels`` and :func:`train_supervised`'s keys but ``model``.
+
+    Shape:
+        train: N labelled images, test: M -> len(fractions) dicts.
+
+    Taught in notebook 04.
+    """
+    if images_seen < 1:
+        raise ValueError(f"images_seen={images_seen} must be >= 1")
+    rows = []
+    for fraction in fractions:
+        part = labelled_subset(train, fraction, seed)
+        epochs = math.ceil(images_seen / images_per_epoch(len(part), batch_size))
+        res = train_supervised(encoder, feat_dim, part, test, epochs, batch_size, seed=seed,
+                               eval_every=int(fraction == curve_fraction), **kwargs)
+        res.pop("model")
+        rows.append(dict(fraction=fraction, n_labels=len(part), **res))
+    return rows

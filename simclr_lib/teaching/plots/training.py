@@ -9,7 +9,7 @@ from typing import Mapping, Optional, Sequence
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from simclr_lib.teaching.plots.core import figure
 
@@ -170,16 +170,25 @@ def plot_trust_ratios(ratios: Mapping[str, float], title: str = "LARS trust rati
 
 def plot_label_fractions(sweeps: Mapping[str, Sequence[Mapping[str, float]]], title: str = "",
                          ax: Optional[Axes] = None) -> Figure:
-    """Linear-probe top-1 against the number of labels, one line per encoder (cf. paper Table 7).
+    """Test top-1 against the number of labels (log x), one line per method (cf. paper Table 7): the linear probe
+    on frozen features (solid, circles) and end-to-end training (rows with ``epochs``: dashed, squares), e.g.
+    supervised from scratch at each fraction beside the probes of the SimCLR and the random-init encoder.
 
     Shape:
-        sweeps: {label: rows of :func:`~simclr_lib.evaluate.label_fraction_sweep`, each with n_labels, top1}.
+        sweeps: {label: rows of :func:`~simclr_lib.evaluate.label_fraction_sweep` or
+        :func:`~simclr_lib.teaching.finetune.supervised_fraction_sweep`, each with n_labels, top1}.
+
+    Taught in notebook 04.
     """
     fig, ax = figure(ax=ax)
     for name, rows in sweeps.items():
-        ax.plot([r["n_labels"] for r in rows], [100 * r["top1"] for r in rows], "o-", label=name)
+        style = "s--" if rows and all("epochs" in r for r in rows) else "o-"
+        ax.plot([r["n_labels"] for r in rows], [100 * r["top1"] for r in rows], style, label=name)
     ax.set_xscale("log")
-    ax.set(xlabel="labelled training images (log)", ylabel="test top-1 %", title=title)
-    ax.grid(alpha=0.3, which="both")
+    ticks = sorted({r["n_labels"] for rows in sweeps.values() for r in rows})
+    ax.set_xticks(ticks, [f"{n:,}" for n in ticks], minor=False)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set(xlabel="labelled training images (log scale)", ylabel="test top-1 %", title=title)
+    ax.grid(alpha=0.3)
     ax.legend()
     return fig
