@@ -244,3 +244,13 @@ def test_effect_bars_mean_whiskers_seeds_floor_and_zero_axis():
     assert len(dots) == 6 and list(dots[0].get_ydata()) == [50.0, 51.0]  # every seed drawn
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [
         "linear probe on h", "linear probe on z", "random init (linear probe on h)", "random init (linear probe on z)"]
+
+
+def test_effect_bars_draws_each_panels_own_floor():
+    rows = [dict(setting=s, seed=k, probe_h=50.0 + k) for s in ("a", "b") for k in (0, 1)]
+    fig = plots.effect_bars({"quick": rows, "long": rows}, ("probe_h",),
+                            floor={"quick": dict(probe_h=25.0), "long": dict(probe_h=38.0)})
+    dashed = [[line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--"] for ax in fig.axes[:2]]
+    assert dashed == [[25.0], [38.0]]  # a sweep fitted on other labels keeps its own random-init line
+    fig = plots.effect_bars({"quick": rows, "long": rows}, ("probe_h",), floor={"quick": dict(probe_h=25.0)})
+    assert [len([ln for ln in ax.lines if ln.get_linestyle() == "--"]) for ax in fig.axes[:2]] == [1, 0]

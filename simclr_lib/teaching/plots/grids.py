@@ -28,13 +28,15 @@ def summarize(rows: Sequence[Mapping[str, Any]], value: str) -> list[dict]:
 
 
 def effect_bars(panels: Mapping[str, Sequence[Mapping[str, Any]]], values: Sequence[str] = ("probe_h",),
-                floor: Optional[Mapping[str, float]] = None, title: str = "",
+                floor: Optional[Mapping[str, Any]] = None, title: str = "",
                 ylabel: str = "top-1 on the validation split (%)") -> Figure:
     """One panel per source of rows (e.g. the quick run and a longer sweep), one group of bars per setting.
 
     Each bar is the mean over seeds of one score (``values``, side by side), its whisker spans the lowest to the
-    highest seed and a dot marks every seed; a dashed line per score marks ``floor`` (the random-init score). The
-    y axis starts at zero and is shared, so panels compare at a glance.
+    highest seed and a dot marks every seed; a dashed line per score marks ``floor`` (the random-init score:
+    ``{score: value}`` for every panel, or ``{panel: {score: value}}`` when the panels' protocols differ, e.g. a
+    sweep whose probe was fitted on other labels). The y axis starts at zero and is shared, so panels compare at a
+    glance.
 
     Shape: each panel's rows need ``setting``, ``seed`` and every column of ``values``.
     """
@@ -44,7 +46,9 @@ def effect_bars(panels: Mapping[str, Sequence[Mapping[str, Any]]], values: Seque
     colours = [f"C{i}" for i in range(len(values))]
     width = 0.8 / len(values)
     top, bars, floors = 0.0, {}, {}
+    per_panel = bool(floor) and all(isinstance(f, Mapping) for f in floor.values())
     for ax, (name, rows) in zip(axes[0], panels.items()):
+        here = (floor.get(name) if per_panel else floor) or {}  # this panel's random-init scores
         for k, (value, colour) in enumerate(zip(values, colours)):
             summary = summarize(rows, value)
             x = np.arange(len(summary)) + (k - (len(values) - 1) / 2) * width
@@ -54,9 +58,9 @@ def effect_bars(panels: Mapping[str, Sequence[Mapping[str, Any]]], values: Seque
             for xi, s in zip(x, summary):
                 ax.plot([xi] * len(s["values"]), s["values"], "k.", markersize=4)
                 ax.text(xi, s["hi"] + 1, f"{s['mean']:.1f}", ha="center", va="bottom", fontsize="x-small")
-            if floor is not None and value in floor:
-                floors[value] = ax.axhline(floor[value], color=colour, linestyle="--", linewidth=1)
-            top = max(top, max(s["hi"] for s in summary), floor.get(value, 0) if floor else 0)
+            if value in here:
+                floors[value] = ax.axhline(here[value], color=colour, linestyle="--", linewidth=1)
+            top = max(top, max(s["hi"] for s in summary), here.get(value, 0))
         ax.set_xticks(range(len(summary)), [s["setting"] for s in summary], rotation=20, ha="right")
         ax.set_title(name, fontsize="medium")
         ax.grid(axis="y", alpha=0.3)
