@@ -58,9 +58,9 @@ def test_setup_downloads_only_when_cifar_is_missing_and_says_loudly_when_shapes_
 
 def test_paper_mode_only_when_asked_and_its_time_is_estimated_first(no_env, capsys, tmp_path):
     assert NB.resolve_mode(mode="PAPER") == "paper"
-    no_env.setattr(NB.torch.cuda, "is_available", lambda: True)
-    assert NB.resolve_mode() == "full"  # never chosen by itself, not even on a GPU
-    no_env.undo()
+    with no_env.context() as m:
+        m.setattr(NB.torch.cuda, "is_available", lambda: True)
+        assert NB.resolve_mode() == "full"  # never chosen by itself, not even on a GPU
     s = NB.Setup("paper", NB.torch.device("cpu"), None, "shapes", tmp_path / "paper")
     assert s.pick(1, 2, 3) == 3 and s.pick(1, 2, 3, paper=4) == 4
     cfg = NB.series_config(s)
