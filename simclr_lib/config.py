@@ -2,8 +2,9 @@
 
 Defaults follow Chen et al. 2020 (SimCLR), with the CIFAR-10 recipe of Appendix B.9 where the paper gives one
 (3x3 stride-1 stem without max-pool, colour strength 0.5, no blur). ``SimCLRConfig.smoke()`` is the seconds-long
-preset used by CI and tests; ``SimCLRConfig.quick()`` is the CPU-sized run of the quickstart; ``SimCLRConfig.cpu()``
-the 1.5-hour CPU run of the shipped encoder (``simclr_lib.pretrained("small-cifar10")``).
+preset used by CI and tests; ``SimCLRConfig.quick()`` is the CPU-sized preset (the quickstart adds
+``QUICKSTART_RECIPE``); ``SimCLRConfig.cpu()`` the 1.5-hour CPU run of the shipped encoder
+(``simclr_lib.pretrained("small-cifar10")``).
 """
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ CPU_RECIPE = dict(CPU_SWEPT, temperature=0.2, epochs=120, warmup_epochs=10, smal
 # low tau, a small fast encoder (width 16, batch 64) and the paper's 8-100 % crops learned fastest on a validation
 # split (benchmarks/sweep_learner_loop.py, docs/results.md).
 SERIES_RECIPE = dict(small_width=16, temperature=0.1, lr=2.0, min_scale=0.08)
+# The quickstart's run on a time budget, applied to ``SimCLRConfig.quick()`` (tau 0.1, lr 2.0, smallest crop 20 %):
+# at equal time (8.2 minutes of training, fp32 on 2 CPU cores), the series' width-16 encoder at batch 64 on all the
+# training images beat the width-32, batch-256, 10,000-image preset on a validation split; more steps of a smaller
+# model learn more in minutes (benchmarks/sweep_quickstart_recipe.py, docs/results.md). Warm-up: 10,000 images.
+QUICKSTART_RECIPE = dict(small_width=16, batch_size=64, subset=None, warmup_epochs=0.2)
 SMALL_IMAGE = 64  # folder images up to this side get CIFAR-10's defaults, larger ones STL-10's
 
 
@@ -199,7 +205,8 @@ class SimCLRConfig:
 
         A short run learns faster with a lower temperature, a higher peak LR and less extreme crops than the
         paper's recipe (``CPU_SWEPT``: tau 0.1, lr 2.0 at batch 256, smallest crop 20 %; chosen on a validation
-        split by ``benchmarks/sweep_cpu_recipe.py``). The quickstart plans the epochs from its time budget.
+        split by ``benchmarks/sweep_cpu_recipe.py``). The quickstart trains it with ``QUICKSTART_RECIPE`` on a time
+        budget.
         """
         base = dict(CPU_SWEPT, dataset="cifar10", subset=10000, arch="small", batch_size=256, epochs=17,
                     warmup_epochs=1, optimizer="lars", knn_every=5, knn_k=50, knn_subset=2000, out_dir="runs/quick")

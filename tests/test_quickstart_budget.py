@@ -222,3 +222,18 @@ def test_budget_too_short_is_one_line_naming_minutes(tmp_path, capsys, monkeypat
     assert code == 2 and len(errors) == 1 and errors[0].startswith("python -m simclr_lib quickstart: error: ")
     assert "--minutes 0.02 is too short" in errors[0] and "give --minutes" in errors[0]
     assert not (out / "checkpoints").exists()  # stopped before training
+
+
+def test_the_quickstart_trains_its_recipe_chosen_at_equal_time():
+    """The 10-minute run is the width-16 encoder at batch 64 on all the training images (QUICKSTART_RECIPE, chosen
+    on a validation split by benchmarks/sweep_quickstart_recipe.py), with the quick preset's tau, lr and crops."""
+    from simclr_lib.config import QUICKSTART_RECIPE
+
+    cfg = Q.quickstart_config("cifar10", smoke=False, epochs=None, seed=3)
+    quick = SimCLRConfig.quick()
+    assert (cfg.small_width, cfg.batch_size, cfg.subset, cfg.seed) == (16, 64, None, 3)
+    assert (cfg.temperature, cfg.peak_lr(), cfg.min_scale) == (quick.temperature, quick.peak_lr(), quick.min_scale)
+    assert cfg.warmup_epochs * 50_000 == pytest.approx(10_000)  # a warm-up of 10,000 images
+    assert {k: getattr(cfg, k) for k in QUICKSTART_RECIPE} == QUICKSTART_RECIPE
+    assert Q.quickstart_config("cifar10", smoke=False, epochs=4).epochs == 4  # --epochs replaces the budget's cap
+    assert Q.quickstart_config("shapes", smoke=True, epochs=None) == SimCLRConfig.smoke(dataset="shapes")

@@ -1,7 +1,8 @@
 """The offline quickstart: pre-train, compare with random init by logistic regression, draw a t-SNE.
 
 On a fresh machine with no internet and no GPU: CIFAR-10 if the data dir has it, else the embedded ``shapes``
-set, with ``SimCLRConfig.quick()``'s data and model. It runs on a time budget (``minutes``, 10 by default): after
+set, with ``SimCLRConfig.quick()`` and ``config.QUICKSTART_RECIPE`` (the width-16 encoder at batch 64 on all training
+images: chosen at equal time on a validation split). It runs on a time budget (``minutes``, 10 by default): after
 loading the data it measures the random-init baseline (features, probe, t-SNE: the trained model's share costs
 as much) and the real training step on this device, prints the plan that fits, and pre-trains with
 ``cfg.minutes`` (``runs.budget``): the run re-plans its last step from the measured step time at every logging
@@ -25,7 +26,7 @@ import torch
 
 from simclr_lib import train as T
 from simclr_lib.augment import make_views
-from simclr_lib.config import SimCLRConfig, labelled_splits, load_monitor_data, load_pretrain_data
+from simclr_lib.config import QUICKSTART_RECIPE, SimCLRConfig, labelled_splits, load_monitor_data, load_pretrain_data
 from simclr_lib.data import ImageData, epoch_order, find_dataset
 from simclr_lib.embed import tsne
 from simclr_lib.evaluate import evaluate_frozen, random_init_model
@@ -192,9 +193,13 @@ def budget_minutes(smoke: bool, epochs: Optional[int], minutes: Optional[float])
     return DEFAULT_MINUTES if minutes is None else minutes
 
 
-def _config(name: str, smoke: bool, epochs: Optional[int], **overrides) -> SimCLRConfig:
-    preset = SimCLRConfig.smoke if smoke else SimCLRConfig.quick
-    return preset(dataset=name, **overrides, **({} if epochs is None else dict(epochs=epochs)))
+def quickstart_config(name: str, smoke: bool, epochs: Optional[int], **overrides) -> SimCLRConfig:
+    """The quickstart's pre-training: ``SimCLRConfig.quick()`` with ``QUICKSTART_RECIPE`` (chosen at equal time on
+    a validation split), or the smoke preset; ``epochs`` replaces the preset's (the budget's cap otherwise)."""
+    if smoke:
+        return SimCLRConfig.smoke(dataset=name, **overrides, **({} if epochs is None else dict(epochs=epochs)))
+    return SimCLRConfig.quick(**{**QUICKSTART_RECIPE, "dataset": name, **overrides,
+                                 **({} if epochs is None else dict(epochs=epochs))})
 
 
 def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = None, device: str = "auto",
@@ -212,7 +217,7 @@ def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = N
     print(f"quickstart: pre-training on {name}" + (f" (CIFAR-10 not usable: {why}; using the embedded shapes set"
                                                     + ("" if download else "; --download fetches CIFAR-10 where "
                                                        "there is internet") + ")" if why else ""), flush=True)
-    cfg = _config(name, smoke, epochs, data_dir=data_dir, device=device, out_dir=out_dir, progress=progress,
+    cfg = quickstart_config(name, smoke, epochs, data_dir=data_dir, device=device, out_dir=out_dir, progress=progress,
                   seed=seed, download=download)
     minutes = budget_minutes(smoke, epochs, minutes)
     prepare_out_dir(Path(out_dir), False, overwrite, resumable=False)  # refuse a run there before spending time

@@ -1,0 +1,123 @@
+"""The quickstart's recipe for its time budget (issue 19, item 2): each variant trains for the same minutes, scored
+on a validation split.
+
+The quickstart trains for a fixed time, not a fixed number of images, so its recipe is chosen at equal time: a
+smaller encoder or batch makes more steps in the same minutes. The 50,000 CIFAR-10 training images are split class
+by class (``data.validation_split``, 10 %, seed 0) into 45,000 and a 5,000-image validation split. Every variant
+pre-trains on the first ``subset`` of the 45,000 (or all of them) for ``--minutes`` of training on a
+``runs.budget.TimeBudget`` (the quickstart's planner; warm-up of 10,000 images, cosine to the end of the time), with
+the changes of ``VARIANTS`` from ``SimCLRConfig.quick()``. Its frozen h is scored on the validation split with the
+quickstart's probe (linear, C = 1, fitted on the first 10,000 of the 45,000 with their labels), and with C chosen
+from ``C_GRID`` on a held-out 20 % of those 10,000. The test set is not touched. Each encoder shape's random-init
+score is printed beside it, with the load average at the start and end of each run.
+
+    python benchmarks/sweep_quickstart_recipe.py --minutes 8.2 --out runs/sweep_qs          # every variant, seed 0
+    python benchmarks/sweep_quickstart_recipe.py --minutes 8.2 --only w16-b64 --seeds 1      # another seed
+
+Prints one Markdown row per run and writes ``<out>/results.json``; runs already in it are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from simclr_lib.config import SimCLRConfig, build_model
+from simclr_lib.data import load_dataset, validation_split
+from simclr_lib.data.images import ImageData
+from simclr_lib.evaluate import features, linear_probe
+from simclr_lib.train import pretrain
+
+C_GRID = (0.01, 0.1, 1.0, 10.0)
+WARMUP_IMAGES = 10_000
+# changes from SimCLRConfig.quick() (width 32, batch 256, 10,000 images, tau 0.1, lr 2.0, smallest crop 20 %);
+# "subset": None trains on all 45,000 non-validation images
+VARIANTS: dict[str, dict] = {
+    "quick": {},
+    "w16-b64": dict(small_width=16, batch_size=64, subset=None, min_scale=0.08),  # notebook 03's recipe
+    "w16-b64-crop0.2": dict(small_width=16, batch_size=64, subset=None),
+    "w16-b128-crop0.2": dict(small_width=16, batch_size=128, subset=None),
+    "w32-b128-crop0.2": dict(batch_size=128, subset=None),
+    "w16-b64-10k": dict(small_width=16, batch_size=64),
+    "w16-b64-crop0.35": dict(small_width=16, batch_size=64, subset=None, min_scale=0.35),
+    "w16-b32-crop0.2": dict(small_width=16, batch_size=32, subset=None, lr=2.0 / 2 ** 0.5),  # sqrt rule from b64
+    "w24-b64-crop0.2": dict(small_width=24, batch_size=64, subset=None),
+}
+SHAPE_KEYS = ("small_width", "small_depth")
+
+
+def load() -> float | None:
+    """The 1-minute load average."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return None
+
+
+def score(model: torch.nn.Module, probe_train: ImageData, val: ImageData) -> dict:
+    """Validation top-1 of the frozen h: the quickstart's probe (C = 1) and the probe with C chosen on the train."""
+    ftr, fval = features(model, probe_train.images), features(model, val.images)
+    fixed = linear_probe(ftr, probe_train.labels, fval, val.labels, C=1.0)
+    chosen = linear_probe(ftr, probe_train.labels, fval, val.labels, C=list(C_GRID))
+    return dict(val_probe=fixed["top1"], val_probe_chosen_C=chosen["top1"], chosen_C=chosen["C"])
+
+
+def run(name: str, seed: int, pool: ImageData, probe_train: ImageData, val: ImageData, args) -> dict:
+    """Pre-train one variant for ``args.minutes`` of training and score it."""
+    change = dict(VARIANTS[name])
+    subset = change.pop("subset", 10_000)
+    data = pool if subset is None else pool.subset(subset)
+    cfg = SimCLRConfig.quick(seed=seed, device="cpu", progress=False, tensorboard=False, knn_every=0, epochs=1000,
+                             minutes=args.minutes, warmup_epochs=WARMUP_IMAGES / len(data), checkpoint_every=1000,
+                             out_dir=str(Path(args.out) / f"{name}-seed{seed}"), **change)
+    load0, t0 = load(), time.perf_counter()
+    res = pretrain(cfg, data=data, monitor=None, overwrite=True)
+    seconds = time.perf_counter() - t0
+    steps = res.metrics.get("step", 0)
+    return dict(name=name, seed=seed, change=VARIANTS[name], images=len(data), steps=steps,
+                epochs=steps * cfg.batch_size / len(data), train_seconds=seconds, final_loss=res.history[-1]["loss"],
+                load=[load0, load()], **score(res.model, probe_train, val))
+
+
+def random_init(change: dict, probe_train: ImageData, val: ImageData) -> dict:
+    """The same encoder shape at random init (seed 0), scored the same way."""
+    torch.manual_seed(0)
+    shape = {k: v for k, v in change.items() if k in SHAPE_KEYS}
+    return score(build_model(SimCLRConfig.quick(device="cpu", **shape)), probe_train, val)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/sweep_qs")
+    p.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--minutes", type=float, default=8.2, help="training minutes per run (the quickstart's share)")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pool, val = validation_split(load_dataset("cifar10", "train", progress=False), fraction=0.1, seed=0)
+    probe_train = pool.subset(10_000)
+    print(f"pool {len(pool)}, validation {len(val)}, probe on {len(probe_train)}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {args.minutes} min per run", flush=True)
+    path = out / "results.json"
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    for seed in args.seeds:
+        for name in args.only:
+            if any(r["name"] == name and r["seed"] == seed for r in rows):
+                continue
+            r = run(name, seed, pool, probe_train, val, args)
+            r["random"] = random_init(VARIANTS[name], probe_train, val)
+            rows.append(r)
+            print(f"| {name} | {seed} | {r['steps']} steps, {r['epochs']:.1f} x {r['images']} | "
+                  f"{100 * r['val_probe']:.2f} % ({100 * r['random']['val_probe']:.2f}) | "
+                  f"{100 * r['val_probe_chosen_C']:.2f} % (C {r['chosen_C']:g}; random "
+                  f"{100 * r['random']['val_probe_chosen_C']:.2f}) | {r['final_loss']:.3f} | "
+                  f"{r['train_seconds']:.0f} s | load {r['load'][0]}-{r['load'][1]} |", flush=True)
+            path.write_text(json.dumps(dict(rows=rows, torch=torch.__version__, minutes=args.minutes), indent=2))
+
+
+if __name__ == "__main__":
+    main()
