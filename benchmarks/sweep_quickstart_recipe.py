@@ -13,6 +13,7 @@ score is printed beside it, with the load average at the start and end of each r
 
     python benchmarks/sweep_quickstart_recipe.py --minutes 8.2 --out runs/sweep_qs          # every variant, seed 0
     python benchmarks/sweep_quickstart_recipe.py --minutes 8.2 --only w16-b64 --seeds 1      # another seed
+    python benchmarks/sweep_quickstart_recipe.py --only w16-b64-crop0.2 --all-labels --out runs/sweep_qs_labels
 
 Prints one Markdown row per run and writes ``<out>/results.json``; runs already in it are skipped.
 """
@@ -57,12 +58,24 @@ def load() -> float | None:
         return None
 
 
-def score(model: torch.nn.Module, probe_train: ImageData, val: ImageData) -> dict:
-    """Validation top-1 of the frozen h: the quickstart's probe (C = 1) and the probe with C chosen on the train."""
+def score(model: torch.nn.Module, probe_train: ImageData, val: ImageData,
+          all_labels: ImageData | None = None) -> dict:
+    """Validation top-1 of the frozen h: the quickstart's probe (C = 1) and the probe with C chosen on the train;
+    with ``all_labels`` also the C = 1 probe fitted on all of them (e.g. the 45,000), with what each probe cost."""
+    t0 = time.perf_counter()
     ftr, fval = features(model, probe_train.images), features(model, val.images)
     fixed = linear_probe(ftr, probe_train.labels, fval, val.labels, C=1.0)
+    seconds = time.perf_counter() - t0
     chosen = linear_probe(ftr, probe_train.labels, fval, val.labels, C=list(C_GRID))
-    return dict(val_probe=fixed["top1"], val_probe_chosen_C=chosen["top1"], chosen_C=chosen["C"])
+    out = dict(val_probe=fixed["top1"], val_probe_chosen_C=chosen["top1"], chosen_C=chosen["C"],
+               probe_seconds=seconds)
+    if all_labels is not None:
+        t0 = time.perf_counter()
+        fall = features(model, all_labels.images)
+        wide = linear_probe(fall, all_labels.labels, features(model, val.images), val.labels, C=1.0)
+        out.update(val_probe_all_labels=wide["top1"], all_labels=len(all_labels),
+                   all_labels_probe_seconds=time.perf_counter() - t0, all_labels_iterations=wide["iterations"])
+    return out
 
 
 def run(name: str, seed: int, pool: ImageData, probe_train: ImageData, val: ImageData, args) -> dict:
@@ -79,14 +92,14 @@ def run(name: str, seed: int, pool: ImageData, probe_train: ImageData, val: Imag
     steps = res.metrics.get("step", 0)
     return dict(name=name, seed=seed, change=VARIANTS[name], images=len(data), steps=steps,
                 epochs=steps * cfg.batch_size / len(data), train_seconds=seconds, final_loss=res.history[-1]["loss"],
-                load=[load0, load()], **score(res.model, probe_train, val))
+                load=[load0, load()], **score(res.model, probe_train, val, pool if args.all_labels else None))
 
 
-def random_init(change: dict, probe_train: ImageData, val: ImageData) -> dict:
+def random_init(change: dict, probe_train: ImageData, val: ImageData, all_labels: ImageData | None = None) -> dict:
     """The same encoder shape at random init (seed 0), scored the same way."""
     torch.manual_seed(0)
     shape = {k: v for k, v in change.items() if k in SHAPE_KEYS}
-    return score(build_model(SimCLRConfig.quick(device="cpu", **shape)), probe_train, val)
+    return score(build_model(SimCLRConfig.quick(device="cpu", **shape)), probe_train, val, all_labels)
 
 
 def main() -> None:
@@ -95,6 +108,8 @@ def main() -> None:
     p.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--minutes", type=float, default=8.2, help="training minutes per run (the quickstart's share)")
+    p.add_argument("--all-labels", action="store_true",
+                   help="also score the C = 1 probe fitted on all 45,000 labels (the paper's protocol), with its cost")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,13 +124,17 @@ def main() -> None:
             if any(r["name"] == name and r["seed"] == seed for r in rows):
                 continue
             r = run(name, seed, pool, probe_train, val, args)
-            r["random"] = random_init(VARIANTS[name], probe_train, val)
+            r["random"] = random_init(VARIANTS[name], probe_train, val, pool if args.all_labels else None)
             rows.append(r)
             print(f"| {name} | {seed} | {r['steps']} steps, {r['epochs']:.1f} x {r['images']} | "
                   f"{100 * r['val_probe']:.2f} % ({100 * r['random']['val_probe']:.2f}) | "
                   f"{100 * r['val_probe_chosen_C']:.2f} % (C {r['chosen_C']:g}; random "
                   f"{100 * r['random']['val_probe_chosen_C']:.2f}) | {r['final_loss']:.3f} | "
                   f"{r['train_seconds']:.0f} s | load {r['load'][0]}-{r['load'][1]} |", flush=True)
+            if args.all_labels:
+                print(f"  probe on all {r['all_labels']} labels: {100 * r['val_probe_all_labels']:.2f} % (random "
+                      f"{100 * r['random']['val_probe_all_labels']:.2f}), {r['all_labels_probe_seconds']:.0f} s "
+                      f"against {r['probe_seconds']:.0f} s for the 10,000", flush=True)
             path.write_text(json.dumps(dict(rows=rows, torch=torch.__version__, minutes=args.minutes), indent=2))
 
 

@@ -294,18 +294,23 @@ def load_pretrain_data(cfg: SimCLRConfig) -> ImageData:
                         skip_corrupt=cfg.skip_corrupt)
 
 
-def labelled_splits(cfg: SimCLRConfig, n_train: int, n_test: int) -> tuple[ImageData, ImageData]:
-    """The first ``n_train`` / ``n_test`` labelled images of the train / test split of ``cfg.dataset``.
+def labelled_splits(cfg: SimCLRConfig, n_train: Optional[int],
+                    n_test: Optional[int]) -> tuple[ImageData, ImageData]:
+    """The first ``n_train`` / ``n_test`` labelled images of the train / test split of ``cfg.dataset`` (None: all).
 
     Taught in notebook 04.
     """
     kw = dict(data_dir=cfg.data_dir, download=cfg.download, image_size=cfg.image_size, progress=cfg.progress,
               skip_corrupt=cfg.skip_corrupt)
+
+    def first(n: Optional[int], size: int) -> int:
+        return size if n is None else min(n, size)
+
     if cfg.dataset == "shapes":  # generated: draw only what is needed
-        return (load_dataset("shapes", "train", subset=min(n_train, SHAPES_SIZES["train"]), **kw),
-                load_dataset("shapes", "test", subset=min(n_test, SHAPES_SIZES["test"]), **kw))
+        return (load_dataset("shapes", "train", subset=first(n_train, SHAPES_SIZES["train"]), **kw),
+                load_dataset("shapes", "test", subset=first(n_test, SHAPES_SIZES["test"]), **kw))
     train, test = load_dataset(cfg.dataset, "train", **kw), load_dataset(cfg.dataset, "test", **kw)
-    return train.subset(min(len(train), n_train)), test.subset(min(len(test), n_test))
+    return train.subset(first(n_train, len(train))), test.subset(first(n_test, len(test)))
 
 
 def load_monitor_data(cfg: SimCLRConfig) -> Optional[tuple[ImageData, ImageData]]:

@@ -8,7 +8,9 @@ as much) and the real training step on this device, prints the plan that fits, a
 ``cfg.minutes`` (``runs.budget``): the run re-plans its last step from the measured step time at every logging
 sync and its warm-up + cosine follows the time used, so a machine that slows down trains fewer steps and one that
 speeds up more, each ending inside the budget with its cosine complete. ``epochs=`` trains exactly that many
-epochs with no budget. Measurements in docs/results.md.
+epochs with no budget. The probes (trained and random init) fit all the labelled training images and score all the
+test images, as the paper's linear evaluation does (45,000 labels gave +1.3 points over 10,000 on the validation
+split for 6 s more). Measurements in docs/results.md.
 """
 from __future__ import annotations
 
@@ -204,13 +206,15 @@ def quickstart_config(name: str, smoke: bool, epochs: Optional[int], **overrides
 
 def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = None, device: str = "auto",
                    smoke: bool = False, dataset: Optional[str] = None, epochs: Optional[int] = None,
-                   n_probe_train: int = 10000, n_probe_test: int = 10000, progress: bool = True,
+                   n_probe_train: Optional[int] = None, n_probe_test: Optional[int] = None, progress: bool = True,
                    seed: int = 0, overwrite: bool = False, minutes: Optional[float] = None,
                    download: bool = False) -> dict:
     """Pre-train, probe trained vs random init, save ``metrics.json`` and ``tsne.png`` under ``out_dir``.
 
     ``minutes``: the time budget of the whole run (default ``DEFAULT_MINUTES``; none for ``smoke``); ``epochs``
     trains exactly that many epochs instead, with no budget. ``download``: fetch a missing CIFAR-10 first.
+    ``n_probe_train`` / ``n_probe_test``: the labelled images of the probe (None: all of the train / test split, the
+    paper's linear evaluation, Sec. 3; 256 each for ``smoke``).
     """
     t0, load = time.perf_counter(), load_average()
     name, why = (dataset, "") if dataset else find_dataset(data_dir, download)
