@@ -1,7 +1,8 @@
 """The CPU roofline of the SimCLR training step: achieved GFLOP/s against this CPU's matmul ceiling.
 
-The step is the quickstart's (``SimCLRConfig.quick()``: the ``small`` encoder, batch 256 images = 512 views of
-32 px, LARS, precision "auto", channels_last), built by ``train.setup_run`` on random uint8 images. Its FLOPs
+The baseline step is ``SimCLRConfig.quick()``'s (the ``small`` encoder, batch 256 images = 512 views of 32 px, LARS,
+precision "auto", channels_last), built by ``train.setup_run`` on random uint8 images; the "quickstart recipe"
+variants are the step `python -m simclr_lib quickstart` trains (``config.QUICKSTART_RECIPE``: width 16, batch 64). Its FLOPs
 (model forward + backward and the NT-Xent matmuls) are counted with ``torch.utils.flop_counter.FlopCounterMode``;
 the ceiling is a large square ``torch.matmul`` in fp32 and in bf16, measured in the same run. Each step is split
 into augmentation (``make_views``), forward, loss (``nt_xent``), backward and optimiser step (+ schedule), timed
@@ -13,6 +14,8 @@ then names the ops that dominate the baseline step.
     python benchmarks/bench_roofline.py --out runs/roofline.json
     python benchmarks/bench_roofline.py --variants baseline "channels_last off" "1 thread" "batch 512" compile \
         --reps 5 --out runs/roofline2.json          # the table in docs/results.md ("The CPU roofline")
+    python benchmarks/bench_roofline.py --variants baseline "1 thread" "quickstart recipe" \
+        "quickstart recipe, 1 thread" --reps 7 --out runs/roofline_idle.json    # idle machine, the quickstart's step
 
 torch.compile compiles from cold caches unless ``--warm-compile-cache`` (the compile seconds of a first run).
 """
@@ -36,7 +39,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from simclr_lib.augment import make_views
-from simclr_lib.config import SimCLRConfig
+from simclr_lib.config import QUICKSTART_RECIPE, SimCLRConfig
 from simclr_lib.data import ImageData
 from simclr_lib.loss import nt_xent
 from simclr_lib.runtime import autocast_context, native_bf16
@@ -68,6 +71,7 @@ class Variant:
     max_reps: Optional[int] = None  # time only the first rounds (for forms that take many seconds a step)
 
 
+QUICKSTART_RECIPE_SHAPE = {k: v for k, v in QUICKSTART_RECIPE.items() if k in ("small_width", "batch_size")}
 VARIANTS = {v.name: v for v in (
     Variant("baseline"),
     Variant("channels_last off", dict(channels_last=False)),
@@ -78,6 +82,8 @@ VARIANTS = {v.name: v for v in (
     Variant("batch 128", dict(batch_size=128)),
     Variant("oneDNN off", mkldnn=False, max_reps=2),
     Variant("compile", dict(compile=True)),
+    Variant("quickstart recipe", dict(QUICKSTART_RECIPE_SHAPE)),  # what `python -m simclr_lib quickstart` trains
+    Variant("quickstart recipe, 1 thread", dict(QUICKSTART_RECIPE_SHAPE), threads=1),
 )}
 DEFAULT_VARIANTS = ("baseline", "channels_last off", "bf16 autocast", "1 thread", "batch 512", "compile")
 
@@ -263,12 +269,14 @@ def measure(variants: list[Variant], images: torch.Tensor, reps: int, warmup: in
     out["ceiling"] = {dt: [] for dt in (*mats, "float32, 1 thread")}
     for r in range(reps):
         _round(runs, variants, out, r, mats)
-    flops: dict[int, dict[str, float]] = {}  # per batch size: dtype, layout and threads change no FLOP
+    flops: dict[tuple[int, int], dict[str, float]] = {}  # per batch and width: dtype, layout, threads change none
     for v in variants:
         run = runs[v.name]
-        if run.cfg.batch_size not in flops:
-            flops[run.cfg.batch_size] = count_flops(build(VARIANTS["fp32"], images, run.cfg.batch_size))
-        out[v.name].update(flops=flops[run.cfg.batch_size], views=run.cfg.n_views * run.cfg.batch_size,
+        shape = (run.cfg.batch_size, run.cfg.small_width)
+        if shape not in flops:
+            fp32 = Variant("fp32", dict(precision="fp32", small_width=run.cfg.small_width))
+            flops[shape] = count_flops(build(fp32, images, run.cfg.batch_size))
+        out[v.name].update(flops=flops[shape], views=run.cfg.n_views * run.cfg.batch_size,
                            dtype=_name(run.dtype), threads=v.threads or torch.get_num_threads())
     return out
 
