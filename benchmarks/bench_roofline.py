@@ -2,8 +2,8 @@
 
 The baseline step is ``SimCLRConfig.quick()``'s (the ``small`` encoder, batch 256 images = 512 views of 32 px, LARS,
 precision "auto", channels_last), built by ``train.setup_run`` on random uint8 images; the "quickstart recipe"
-variants are the step `python -m simclr_lib quickstart` trains (``config.QUICKSTART_RECIPE``: width 16, batch 64). Its FLOPs
-(model forward + backward and the NT-Xent matmuls) are counted with ``torch.utils.flop_counter.FlopCounterMode``;
+variants are the step `python -m simclr_lib quickstart` trains (``config.QUICKSTART_RECIPE``: width 16, batch 64).
+Its FLOPs (model forward + backward and the NT-Xent matmuls) are counted with ``torch.utils.flop_counter.FlopCounterMode``;
 the ceiling is a large square ``torch.matmul`` in fp32 and in bf16, measured in the same run. Each step is split
 into augmentation (``make_views``), forward, loss (``nt_xent``), backward and optimiser step (+ schedule), timed
 with ``perf_counter`` (the CPU runs synchronously). Variants (channels_last off, bf16, 1 thread, batch 512,

@@ -72,7 +72,7 @@ def score(model: torch.nn.Module, probe_train: ImageData, val: ImageData,
     if all_labels is not None:
         t0 = time.perf_counter()
         fall = features(model, all_labels.images)
-        wide = linear_probe(fall, all_labels.labels, features(model, val.images), val.labels, C=1.0)
+        wide = linear_probe(fall, all_labels.labels, fval, val.labels, C=1.0)  # fval: computed above
         out.update(val_probe_all_labels=wide["top1"], all_labels=len(all_labels),
                    all_labels_probe_seconds=time.perf_counter() - t0, all_labels_iterations=wide["iterations"])
     return out
