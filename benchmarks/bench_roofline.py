@@ -71,7 +71,8 @@ class Variant:
     max_reps: Optional[int] = None  # time only the first rounds (for forms that take many seconds a step)
 
 
-QUICKSTART_RECIPE_SHAPE = {k: v for k, v in QUICKSTART_RECIPE.items() if k in ("small_width", "batch_size")}
+QUICKSTART_RECIPE_SHAPE = {k: v for k, v in QUICKSTART_RECIPE.items()
+                           if k in ("small_width", "small_feat_dim", "batch_size")}
 VARIANTS = {v.name: v for v in (
     Variant("baseline"),
     Variant("channels_last off", dict(channels_last=False)),
@@ -269,12 +270,13 @@ def measure(variants: list[Variant], images: torch.Tensor, reps: int, warmup: in
     out["ceiling"] = {dt: [] for dt in (*mats, "float32, 1 thread")}
     for r in range(reps):
         _round(runs, variants, out, r, mats)
-    flops: dict[tuple[int, int], dict[str, float]] = {}  # per batch and width: dtype, layout, threads change none
+    flops: dict[tuple, dict[str, float]] = {}  # per batch and encoder shape: dtype, layout, threads change none
     for v in variants:
         run = runs[v.name]
-        shape = (run.cfg.batch_size, run.cfg.small_width)
+        shape = (run.cfg.batch_size, run.cfg.small_width, run.cfg.small_feat_dim)
         if shape not in flops:
-            fp32 = Variant("fp32", dict(precision="fp32", small_width=run.cfg.small_width))
+            fp32 = Variant("fp32", dict(precision="fp32", small_width=run.cfg.small_width,
+                                        small_feat_dim=run.cfg.small_feat_dim))
             flops[shape] = count_flops(build(fp32, images, run.cfg.batch_size))
         out[v.name].update(flops=flops[shape], views=run.cfg.n_views * run.cfg.batch_size,
                            dtype=_name(run.dtype), threads=v.threads or torch.get_num_threads())

@@ -14,6 +14,10 @@ score is printed beside it, with the load average at the start and end of each r
     python benchmarks/sweep_quickstart_recipe.py --minutes 8.2 --out runs/sweep_qs          # every variant, seed 0
     python benchmarks/sweep_quickstart_recipe.py --minutes 8.2 --only w16-b64 --seeds 1      # another seed
     python benchmarks/sweep_quickstart_recipe.py --only w16-b64-crop0.2 --all-labels --out runs/sweep_qs_labels
+    python benchmarks/sweep_quickstart_recipe.py --only w16-b64-f512 w16-b64-crop0.2 w16-b64-f1024 --all-labels \
+        --out runs/sweep_qs_feat                                                 # a wider h (small_feat_dim)
+    python benchmarks/sweep_quickstart_recipe.py --only w16-b64-f512 w16-b64-crop0.2 --out runs/sweep_qs_feat \
+        --rescore-C 0.1 0.3 1   # the all-labels probe at these C, from each finished run's last checkpoint
 
 Prints one Markdown row per run and writes ``<out>/results.json``; runs already in it are skipped.
 """
@@ -30,6 +34,7 @@ from simclr_lib.config import SimCLRConfig, build_model
 from simclr_lib.data import load_dataset, validation_split
 from simclr_lib.data.images import ImageData
 from simclr_lib.evaluate import features, linear_probe
+from simclr_lib.runs.checkpoint import load_checkpoint, model_from_checkpoint
 from simclr_lib.train import pretrain
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -46,8 +51,12 @@ VARIANTS: dict[str, dict] = {
     "w16-b64-crop0.35": dict(small_width=16, batch_size=64, subset=None, min_scale=0.35),
     "w16-b32-crop0.2": dict(small_width=16, batch_size=32, subset=None, lr=2.0 / 2 ** 0.5),  # sqrt rule from b64
     "w24-b64-crop0.2": dict(small_width=24, batch_size=64, subset=None),
+    # h widened by a 1x1 conv after the last stage (small_feat_dim; 128 channels before it)
+    "w16-b64-f512": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=512),
+    "w16-b64-f1024": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024),
+    "w16-b64-f2048": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=2048),
 }
-SHAPE_KEYS = ("small_width", "small_depth")
+SHAPE_KEYS = ("small_width", "small_depth", "small_feat_dim")
 
 
 def load() -> float | None:
@@ -102,6 +111,23 @@ def random_init(change: dict, probe_train: ImageData, val: ImageData, all_labels
     return score(build_model(SimCLRConfig.quick(device="cpu", **shape)), probe_train, val, all_labels)
 
 
+def rescore(rows: list[dict], out: Path, pool: ImageData, val: ImageData, Cs: list[float]) -> None:
+    """The all-labels probe at each C, for each finished run (its last checkpoint) and its random init."""
+    for r in rows:
+        path = out / f"{r['name']}-seed{r['seed']}" / "checkpoints" / "last.pt"
+        trained, _ = model_from_checkpoint(load_checkpoint(path), path)
+        torch.manual_seed(0)
+        shape = {k: v for k, v in r["change"].items() if k in SHAPE_KEYS}
+        for side, model in (("trained", trained), ("random", build_model(SimCLRConfig.quick(device="cpu", **shape)))):
+            fall, fval = features(model, pool.images), features(model, val.images)
+            for C in Cs:
+                res = linear_probe(fall, pool.labels, fval, val.labels, C=C, max_iter=3000)
+                r.setdefault("rescore", []).append(dict(side=side, C=C, top1=res["top1"], iterations=res["iterations"],
+                                                        seconds=res["seconds"]))
+                print(f"| {r['name']} | {r['seed']} | {side} | C {C:g} | {100 * res['top1']:.2f} % | "
+                      f"{res['iterations']} iterations, {res['seconds']:.0f} s |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/sweep_qs")
@@ -110,6 +136,8 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=8.2, help="training minutes per run (the quickstart's share)")
     p.add_argument("--all-labels", action="store_true",
                    help="also score the C = 1 probe fitted on all 45,000 labels (the paper's protocol), with its cost")
+    p.add_argument("--rescore-C", type=float, nargs="+", default=None,
+                   help="train nothing: score the finished runs of --only with the all-labels probe at these C")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -119,6 +147,13 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, {args.minutes} min per run", flush=True)
     path = out / "results.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    if args.rescore_C:
+        done = [r for r in rows if r["name"] in args.only and r["seed"] in args.seeds]
+        rescore(done, out, pool, val, args.rescore_C)
+        kept = json.loads((out / "rescore.json").read_text())["rows"] if (out / "rescore.json").exists() else []
+        kept = [k for k in kept if not any(k["name"] == r["name"] and k["seed"] == r["seed"] for r in done)]
+        (out / "rescore.json").write_text(json.dumps(dict(rows=kept + done, torch=torch.__version__), indent=2))
+        return
     for seed in args.seeds:
         for name in args.only:
             if any(r["name"] == name and r["seed"] == seed for r in rows):

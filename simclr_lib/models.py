@@ -8,7 +8,9 @@
   ``data.STATS`` for its data set (:class:`Normalize`), so a checkpoint carries its own input statistics and no
   caller normalises.
 * ``small`` is a plain conv net for CPU runs: per stage ``depth`` units of 3x3 conv -> BatchNorm -> ReLU, the
-  first unit of every later stage with stride 2, then global average pooling (1.1 M parameters vs ResNet-18's 11.2 M).
+  first unit of every later stage with stride 2, optionally a 1x1 conv-BN-ReLU that widens the last stage to
+  ``feat_dim`` channels (a cheap way to a larger h, as MobileNet's last 1x1 conv), then global average pooling
+  (1.1 M parameters vs ResNet-18's 11.2 M).
   Measured by ``benchmarks/bench_train.py --archs small resnet18``: about 4.7x the training views/s of
   ResNet-18 (CIFAR stem) on 2 CPU cores (docs/results.md), which is what makes the CPU quick run fit in minutes.
 * :class:`ProjectionHead` is g (Sec. 2.1, 4.2): Linear -> BN -> ReLU -> ... -> Linear, 128-d output.
@@ -72,24 +74,28 @@ class SmallEncoder(nn.Module):
     """The fast CPU encoder: VGG-style stages of conv-BN-ReLU, stride-2 downsampling, global average pooling.
 
     Args:
-        widths: output channels of each stage; ``feat_dim`` is the last one.
+        widths: output channels of each stage.
+        feat_dim: the size of h: None keeps ``widths[-1]``; a number adds a 1x1 conv-BN-ReLU from ``widths[-1]``
+            to ``feat_dim`` channels after the last stage (at its 4x4 resolution for 32 px inputs: cheap).
         stats: (mean, std) its [0, 1] inputs are normalised with (``data.STATS``; default CIFAR-10's).
         depths: conv-BN-ReLU units per stage (the first unit of every stage after the first has stride 2).
         cifar_stem: True keeps full resolution in the first stage (32 px input); False makes the first conv
             stride 2 and adds a 3x3 stride-2 max-pool, downsampling 4x like the ImageNet ResNet stem.
 
     Shape:
-        (B, 3, H, W) -> (B, widths[-1]).
+        (B, 3, H, W) -> (B, feat_dim or widths[-1]).
 
     Taught in notebook 03.
     """
 
     def __init__(self, widths: Sequence[int] = SMALL_WIDTHS, depths: Sequence[int] = SMALL_DEPTHS,
-                 cifar_stem: bool = True, stats: Stats = STATS["cifar10"]) -> None:
+                 cifar_stem: bool = True, stats: Stats = STATS["cifar10"], feat_dim: Optional[int] = None) -> None:
         super().__init__()
         self.normalize = Normalize(*stats)
         if len(widths) != len(depths) or not widths or min(*widths, *depths) < 1:
             raise ValueError(f"widths={tuple(widths)} and depths={tuple(depths)} must be positive and equally long")
+        if feat_dim is not None and feat_dim < 1:
+            raise ValueError(f"feat_dim={feat_dim} must be >= 1 (or None: the last stage's {widths[-1]} channels)")
         layers: list[nn.Module] = []
         c_in = 3
         for stage, (width, depth) in enumerate(zip(widths, depths)):
@@ -100,8 +106,12 @@ class SmallEncoder(nn.Module):
                 if first and stage == 0 and not cifar_stem:
                     layers.append(nn.MaxPool2d(3, 2, 1))
                 c_in = width
+        if feat_dim is not None:  # widen h with a 1x1 conv at the last stage's resolution
+            layers.append(nn.Sequential(nn.Conv2d(c_in, feat_dim, 1, bias=False), nn.BatchNorm2d(feat_dim),
+                                        nn.ReLU(inplace=True)))
+            c_in = feat_dim
         self.features = nn.Sequential(*layers)
-        self.feat_dim = int(widths[-1])
+        self.feat_dim = int(c_in)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Shape: (B, 3, H, W) in [0, 1] -> (B, feat_dim)."""
@@ -139,7 +149,8 @@ class ResNetEncoder(torchvision.models.ResNet):
 
 def build_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool = False,
                   dataset: str = "cifar10", small_width: int = SMALL_WIDTHS[0],
-                  small_depth: int = SMALL_DEPTHS[-1]) -> tuple[nn.Module, int]:
+                  small_depth: int = SMALL_DEPTHS[-1],
+                  small_feat_dim: Optional[int] = None) -> tuple[nn.Module, int]:
     """The encoder f by name and its feature dimension (the size of h).
 
     Args:
@@ -151,6 +162,8 @@ def build_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool =
         small_width: channels of the ``small`` encoder's first stage; each later stage doubles them (feat_dim is
             8x small_width).
         small_depth: conv-BN-ReLU units in each of the ``small`` encoder's last two stages.
+        small_feat_dim: the ``small`` encoder's h size: None keeps its last stage (8x small_width); a number adds
+            a 1x1 conv-BN-ReLU to that many channels (:class:`SmallEncoder`'s ``feat_dim``).
 
     Returns:
         (encoder, feat_dim); the encoder maps (B, 3, H, W) to (B, feat_dim).
@@ -162,7 +175,7 @@ def build_encoder(arch: str, cifar_stem: bool = True, zero_init_residual: bool =
     if arch == "small":
         widths = tuple(small_width * 2 ** i for i in range(len(SMALL_WIDTHS)))  # 32, 64, 128, 256 by default
         depths = SMALL_DEPTHS[:2] + (small_depth, small_depth)  # 1, 1, 2, 2 by default
-        encoder = SmallEncoder(widths, depths, cifar_stem=cifar_stem, stats=STATS[dataset])
+        encoder = SmallEncoder(widths, depths, cifar_stem=cifar_stem, stats=STATS[dataset], feat_dim=small_feat_dim)
         return encoder, encoder.feat_dim
     if arch not in RESNET_FEAT_DIMS:
         raise ValueError(f"arch={arch!r} is unknown; choose one of {', '.join(ARCHS)}")

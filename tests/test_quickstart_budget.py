@@ -47,10 +47,10 @@ def fake_step(seconds, lrs=None):
 
 
 def fake_measure(seconds=lambda: SIDE_SECONDS):
-    def measure(model, train_data, test_data, n_plot):
+    def measure(model, train_data, test_data, n_plot, C=1.0):
         s = seconds()
         time.sleep(s)
-        result = dict(top1=0.5, seconds=s / 2, n_train=len(train_data))
+        result = dict(top1=0.5, seconds=s / 2, n_train=len(train_data), C=C)
         return Q.Side(result, np.zeros((n_plot, 2), np.float32), s, 1e-5)
     return staticmethod(measure)
 
@@ -227,11 +227,12 @@ def test_budget_too_short_is_one_line_naming_minutes(tmp_path, capsys, monkeypat
 def test_the_quickstart_trains_its_recipe_chosen_at_equal_time():
     """The 10-minute run is the width-16 encoder at batch 64 on all the training images (QUICKSTART_RECIPE, chosen
     on a validation split by benchmarks/sweep_quickstart_recipe.py), with the quick preset's tau, lr and crops."""
-    from simclr_lib.config import QUICKSTART_RECIPE
+    from simclr_lib.config import QUICKSTART_RECIPE, build_model
 
     cfg = Q.quickstart_config("cifar10", smoke=False, epochs=None, seed=3)
     quick = SimCLRConfig.quick()
     assert (cfg.small_width, cfg.batch_size, cfg.subset, cfg.seed) == (16, 64, None, 3)
+    assert build_model(cfg).feat_dim == 1024  # h widened by the 1x1 conv (small_feat_dim)
     assert (cfg.temperature, cfg.peak_lr(), cfg.min_scale) == (quick.temperature, quick.peak_lr(), quick.min_scale)
     assert cfg.warmup_epochs * 50_000 == pytest.approx(10_000)  # a warm-up of 10,000 images
     assert {k: getattr(cfg, k) for k in QUICKSTART_RECIPE} == QUICKSTART_RECIPE
@@ -260,6 +261,28 @@ def test_the_probes_fit_every_training_label_as_the_paper_does(tmp_path, monkeyp
     with pytest.raises(_Stop):
         Q.run_quickstart(str(tmp_path / "run"), device="cpu", smoke=smoke, dataset="shapes", progress=False)
     assert seen == [expected]
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+def test_the_probe_uses_the_C_chosen_for_the_recipe(tmp_path, monkeypatch, smoke):
+    """Both sides' probes use QUICKSTART_PROBE_C (chosen on the validation split for the recipe's 1,024-d h; the
+    smoke run keeps C = 1); the random-init side is measured first, so its call is the one seen here."""
+    from simclr_lib.config import QUICKSTART_PROBE_C
+
+    seen = []
+
+    def frozen(model, train_, test, scores, C):
+        seen.append((model.feat_dim, C))
+        raise _Stop
+
+    monkeypatch.setattr(Q, "load_pretrain_data", lambda cfg: None)
+    monkeypatch.setattr(Q, "load_monitor_data", lambda cfg: None)
+    monkeypatch.setattr(Q, "labelled_splits", lambda cfg, n_train, n_test: (None, [0] * 5))
+    monkeypatch.setattr(Q, "evaluate_frozen", frozen)
+    with pytest.raises(_Stop):
+        Q.run_quickstart(str(tmp_path / "run"), device="cpu", smoke=smoke, dataset="shapes", progress=False)
+    assert seen == ([(SimCLRConfig.smoke().small_width * 8, 1.0)] if smoke else [(1024, QUICKSTART_PROBE_C)])
+    assert QUICKSTART_PROBE_C == 0.01
 
 
 def test_labelled_splits_none_means_the_whole_split():

@@ -39,7 +39,26 @@ def test_small_width_and_depth_shape_the_encoder():
     assert [m.out_channels for m in default.modules() if isinstance(m, torch.nn.Conv2d)] == [32, 64, 128, 128, 256, 256]
 
 
-@pytest.mark.parametrize("field, value", [("gray_p", 1.5), ("gray_p", -0.1), ("small_width", 0), ("small_depth", 0)])
+def test_small_feat_dim_widens_h_with_one_1x1_conv_after_the_last_stage():
+    model = build_model(SimCLRConfig.quick(small_width=16, small_feat_dim=512))
+    enc = model.encoder
+    assert model.feat_dim == enc.feat_dim == model.head.in_dim == 512
+    convs = [m for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 32, 64, 64, 128, 128, 512]
+    assert convs[-1].kernel_size == (1, 1) and convs[-1].in_channels == 128 and convs[-1].bias is None
+    h, z = model.eval()(torch.rand(3, 3, 32, 32))
+    assert h.shape == (3, 512) and z.shape == (3, 128) and (h >= 0).all()  # after BN and ReLU, then pooled
+    # the same h as the stages by hand: last stage -> 1x1 conv -> BN -> ReLU -> global average pool
+    x = enc.normalize(torch.rand(3, 3, 32, 32))
+    stages = enc.features[:-1](x)
+    widen = enc.features[-1]
+    ref = torch.relu(widen[1](widen[0](stages))).mean(dim=(2, 3))
+    assert torch.allclose(enc.features(x).mean(dim=(2, 3)), ref)
+    assert build_model(SimCLRConfig.quick(small_width=16)).feat_dim == 128  # None: the last stage's channels
+
+
+@pytest.mark.parametrize("field, value", [("gray_p", 1.5), ("gray_p", -0.1), ("small_width", 0), ("small_depth", 0),
+                                          ("small_feat_dim", 0)])
 def test_bad_recipe_values_are_refused_in_one_line(field, value):
     with pytest.raises(ValueError, match=field):
         SimCLRConfig(**{field: value})
@@ -61,10 +80,10 @@ def test_cli_flags_and_the_cpu_preset_reach_the_config(monkeypatch):
 
 def test_old_configs_without_the_new_fields_load_with_the_paper_defaults():
     d = SimCLRConfig.quick().to_dict()
-    for k in ("gray_p", "small_width", "small_depth"):
+    for k in ("gray_p", "small_width", "small_depth", "small_feat_dim"):
         d.pop(k)
     cfg = SimCLRConfig.from_dict(d)
-    assert (cfg.gray_p, cfg.small_width, cfg.small_depth) == (0.2, 32, 2)
+    assert (cfg.gray_p, cfg.small_width, cfg.small_depth, cfg.small_feat_dim) == (0.2, 32, 2, None)
 
 
 def test_notebooks_study_the_shipped_encoder_in_quick_mode_or_without_a_full_run(monkeypatch, tmp_path):

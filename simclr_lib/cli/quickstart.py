@@ -1,8 +1,8 @@
 """The offline quickstart: pre-train, compare with random init by logistic regression, draw a t-SNE.
 
 On a fresh machine with no internet and no GPU: CIFAR-10 if the data dir has it, else the embedded ``shapes``
-set, with ``SimCLRConfig.quick()`` and ``config.QUICKSTART_RECIPE`` (the width-16 encoder at batch 64 on all training
-images: chosen at equal time on a validation split). It runs on a time budget (``minutes``, 10 by default): after
+set, with ``SimCLRConfig.quick()`` and ``config.QUICKSTART_RECIPE`` (the width-16 encoder with its h widened to 1,024
+by a 1x1 conv, at batch 64 on all training images: chosen at equal time on a validation split). It runs on a time budget (``minutes``, 10 by default): after
 loading the data it measures the random-init baseline (features, probe, t-SNE: the trained model's share costs
 as much) and the real training step on this device, prints the plan that fits, and pre-trains with
 ``cfg.minutes`` (``runs.budget``): the run re-plans its last step from the measured step time at every logging
@@ -10,7 +10,7 @@ sync and its warm-up + cosine follows the time used, so a machine that slows dow
 speeds up more, each ending inside the budget with its cosine complete. ``epochs=`` trains exactly that many
 epochs with no budget. The probes (trained and random init) fit all the labelled training images and score all the
 test images, as the paper's linear evaluation does (45,000 labels gave +1.3 points over 10,000 on the validation
-split for 6 s more). Measurements in docs/results.md.
+split for 6 s more), with ``config.QUICKSTART_PROBE_C`` (C = 1 in the smoke run). Measurements in docs/results.md.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ import torch
 
 from simclr_lib import train as T
 from simclr_lib.augment import make_views
-from simclr_lib.config import QUICKSTART_RECIPE, SimCLRConfig, labelled_splits, load_monitor_data, load_pretrain_data
+from simclr_lib.config import (QUICKSTART_PROBE_C, QUICKSTART_RECIPE, SimCLRConfig, labelled_splits, load_monitor_data,
+                               load_pretrain_data)
 from simclr_lib.data import ImageData, epoch_order, find_dataset
 from simclr_lib.embed import tsne
 from simclr_lib.evaluate import evaluate_frozen, random_init_model
@@ -53,9 +54,10 @@ SLACK = 0.03  # share of the budget kept free (start-up, figure, metrics.json); 
 MIN_SLACK_S = 0.5
 
 
-def probe(model, train: ImageData, test: ImageData) -> tuple[dict, torch.Tensor]:
-    """Linear-probe top-1 of the model's frozen h; returns the result dict and the test features."""
-    scores = evaluate_frozen(model, train, test, scores=("probe",))
+def probe(model, train: ImageData, test: ImageData, C: float = 1.0) -> tuple[dict, torch.Tensor]:
+    """Linear-probe top-1 of the model's frozen h (inverse regularisation ``C``); returns the result dict and the
+    test features."""
+    scores = evaluate_frozen(model, train, test, scores=("probe",), C=C)
     return scores["probe_h_result"], scores["test_features_h"]
 
 
@@ -68,9 +70,9 @@ class Side:
     feature_seconds_per_image: float  # the eval forward of one image on the device
 
     @staticmethod
-    def measure(model, train: ImageData, test: ImageData, n_plot: int) -> "Side":
+    def measure(model, train: ImageData, test: ImageData, n_plot: int, C: float = 1.0) -> "Side":
         t0 = time.perf_counter()
-        result, fte = probe(model, train, test)
+        result, fte = probe(model, train, test, C)
         feature_s = time.perf_counter() - t0 - result["seconds"]
         xy = tsne(fte[:n_plot])
         return Side(result, xy, time.perf_counter() - t0, feature_s / (len(train) + len(test)))
@@ -231,13 +233,14 @@ def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = N
     train, test = labelled_splits(cfg, n_probe_train, n_probe_test)
     random_model = random_init_model(cfg, device=device)  # the same architecture, never trained
     n_plot = min(len(test), 1000 if not smoke else 200)
-    random = Side.measure(random_model, train, test, n_plot)
+    C = 1.0 if smoke else QUICKSTART_PROBE_C  # the same probe for both sides
+    random = Side.measure(random_model, train, test, n_plot, C)
     plan = budget = None
     if minutes is not None:
         cfg, plan = _budget(cfg, minutes, t0, data, random, monitor)
         budget = plan.budget()
     result = pretrain(cfg, data=data, monitor=monitor, overwrite=overwrite, budget=budget)
-    trained = Side.measure(result.model, train, test, n_plot)
+    trained = Side.measure(result.model, train, test, n_plot, C)
     schedule = dict(result.metrics["budget"], replans=budget.log) if budget else None
     return _report(cfg, name, t0, result, random, trained, test, n_plot, plan, load, schedule)
 
@@ -277,7 +280,8 @@ def _report(cfg: SimCLRConfig, name: str, t0: float, result, random: Side, train
                    trained_seconds_per_step=m["total_seconds"] / max(1, steps), schedule=schedule,
                    pretrain_images=cfg.subset, pretrain_seconds=m["total_seconds"],
                    load_average=dict(start=load, end=load_average()), total_seconds=time.perf_counter() - t0,
-                   probe_train_images=trained.result["n_train"], probe_test_images=len(test), config=cfg.to_dict(),
+                   probe_train_images=trained.result["n_train"], probe_test_images=len(test),
+                   probe_C=trained.result["C"], config=cfg.to_dict(),
                    tsne_figure=str(fig_path), history=result.history)
     atomic_write_text(json.dumps(metrics, indent=2), Path(cfg.out_dir) / "metrics.json")
     print(f"quickstart: linear probe {t:.1%} (random init {r:.1%}, {metrics['gain_points']:+.1f} points) after "
