@@ -291,3 +291,20 @@ def test_labelled_splits_none_means_the_whole_split():
 
     train_, test = labelled_splits(SimCLRConfig.smoke(dataset="shapes", progress=False), None, 5)
     assert (len(train_), len(test)) == (SHAPES_SIZES["train"], 5)
+
+
+def test_a_baseline_measured_on_a_busy_machine_is_rescaled_to_the_speed_now():
+    """The random-init side is measured before the calibration; if the machine was busier then (another process
+    held a core), its costs, which the plan reserves for the trained side, are scaled down by the eval forward's
+    speed-up measured again now, and never up. Without this a quickstart with one core busy at its start reserved
+    2.5 min for 0.5 min of work after training and stopped at 63 % of its budget."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)).eval()
+    images = torch.randint(0, 256, (1280, 3, 8, 8), dtype=torch.uint8)
+    slow = Q.Side(dict(top1=0.4, seconds=40.0), np.zeros((1, 2)), 100.0, 1.0)  # 1 s an image: busy then
+    now = slow.at_speed_now(model, images)
+    assert 0 < now.feature_seconds_per_image < 0.01 and now.seconds < 1.0 and now.result["seconds"] < 0.4
+    assert now.seconds / slow.seconds == pytest.approx(now.result["seconds"] / 40.0)
+    assert now.result["top1"] == 0.4 and now.xy is slow.xy
+    fast = Q.Side(dict(top1=0.4, seconds=40.0), np.zeros((1, 2)), 100.0, 1e-12)  # faster then than now: unchanged
+    assert fast.at_speed_now(model, images).seconds == 100.0
+    assert slow.at_speed_now(model, images[:100]).seconds == 100.0  # too few images to time: unchanged

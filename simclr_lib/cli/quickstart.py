@@ -32,7 +32,7 @@ from simclr_lib.config import (QUICKSTART_PROBE_C, QUICKSTART_RECIPE, SimCLRConf
                                load_pretrain_data)
 from simclr_lib.data import ImageData, epoch_order, find_dataset
 from simclr_lib.embed import tsne
-from simclr_lib.evaluate import evaluate_frozen, random_init_model
+from simclr_lib.evaluate import evaluate_frozen, features, random_init_model
 from simclr_lib.runs.budget import MARGIN_STEPS, TimeBudget
 from simclr_lib.runs.checkpoint import save_run
 from simclr_lib.runs.lock import prepare_out_dir
@@ -52,6 +52,7 @@ MAX_SPEEDUP = 10.0  # a machine that speeds up may train up to this many times t
 WARMUP_SHARE = 0.1  # the warm-up is at most this share of the planned steps
 SLACK = 0.03  # share of the budget kept free (start-up, figure, metrics.json); at least MIN_SLACK_S
 MIN_SLACK_S = 0.5
+RETIME_IMAGES = (256, 1024)  # the baseline's eval forward is timed again on these many images (untimed, timed)
 
 
 def probe(model, train: ImageData, test: ImageData, C: float = 1.0) -> tuple[dict, torch.Tensor]:
@@ -76,6 +77,20 @@ class Side:
         feature_s = time.perf_counter() - t0 - result["seconds"]
         xy = tsne(fte[:n_plot])
         return Side(result, xy, time.perf_counter() - t0, feature_s / (len(train) + len(test)))
+
+    def at_speed_now(self, model: torch.nn.Module, images: torch.Tensor) -> "Side":
+        """This side's costs at the device's speed now: the eval forward is timed again on a few images and, if
+        the machine was busier when this side was measured (another process holding a core), its seconds are
+        scaled down by the ratio; never up (a slowdown while training scales the reserve by itself)."""
+        warm, timed = RETIME_IMAGES
+        if len(images) < warm + timed:
+            return self
+        features(model, images[:warm])  # untimed: first-call allocations
+        t0 = time.perf_counter()
+        features(model, images[warm:warm + timed])
+        r = min(1.0, (time.perf_counter() - t0) / timed / self.feature_seconds_per_image)
+        return Side(dict(self.result, seconds=r * self.result["seconds"]), self.xy, r * self.seconds,
+                    r * self.feature_seconds_per_image)
 
     def post_seconds(self) -> float:
         """The trained side's expected cost, this side's with a margin on the probe fit."""
@@ -170,7 +185,7 @@ def make_plan(cfg: SimCLRConfig, budget_s: float, elapsed_s: float, calibration:
 
 
 def _budget(cfg: SimCLRConfig, minutes: float, t0: float, data: ImageData, baseline: Side,
-            monitor) -> tuple[SimCLRConfig, Plan]:
+            monitor, model: Optional[torch.nn.Module] = None) -> tuple[SimCLRConfig, Plan]:
     """Calibrate, plan, print the plan line; the config of a run planned in time.
 
     ``cfg.minutes`` is pretrain's share of the budget; ``cfg.epochs`` only caps the run (``MAX_SPEEDUP`` times the
@@ -179,6 +194,8 @@ def _budget(cfg: SimCLRConfig, minutes: float, t0: float, data: ImageData, basel
     if not minutes > 0:
         raise ValueError(f"--minutes {minutes:g} must be > 0")
     calibration = calibrate(cfg, data)
+    if model is not None:  # the baseline's costs at the speed the step was calibrated at
+        baseline = baseline.at_speed_now(model, data.images)
     n_monitor = sum(len(d) for d in monitor) if monitor else 0
     plan = make_plan(cfg, 60 * minutes, time.perf_counter() - t0, calibration, len(data), baseline, n_monitor)
     print(plan.line(), flush=True)
@@ -237,7 +254,7 @@ def run_quickstart(out_dir: str = "runs/quickstart", data_dir: Optional[str] = N
     random = Side.measure(random_model, train, test, n_plot, C)
     plan = budget = None
     if minutes is not None:
-        cfg, plan = _budget(cfg, minutes, t0, data, random, monitor)
+        cfg, plan = _budget(cfg, minutes, t0, data, random, monitor, random_model)
         budget = plan.budget()
     result = pretrain(cfg, data=data, monitor=monitor, overwrite=overwrite, budget=budget)
     trained = Side.measure(result.model, train, test, n_plot, C)

@@ -30,6 +30,7 @@ from simclr_lib.distributed import is_distributed
 
 LOG_COLUMNS = ("step", "seconds", "seconds_per_step", "planned_steps")  # one entry per re-plan
 MARGIN_STEPS = 2  # a plan ends this many steps (and one epoch end's spread) before time is up: room for noise
+SLOWDOWN_WINDOWS = 5  # after_s is scaled by the median step of this many re-plans: one noisy window is no slowdown
 
 
 class ReplannableCosine:
@@ -156,10 +157,12 @@ class TimeBudget:
         self.window = self.tick = (now, step)
 
     def slowdown(self) -> float:
-        """The step's slowdown against ``reference_step_s`` (1 without one), in [1, ``max_slowdown``]."""
+        """The step's slowdown against ``reference_step_s`` (1 without one), in [1, ``max_slowdown``]: the median
+        step of the last ``SLOWDOWN_WINDOWS`` re-plans (this one included) over the reference."""
         if self.reference_step_s is None or self.step_s is None:
             return 1.0
-        return min(max(1.0, self.step_s / self.reference_step_s), self.max_slowdown)
+        recent = sorted(self.log["seconds_per_step"][-(SLOWDOWN_WINDOWS - 1):] + [self.step_s])
+        return min(max(1.0, recent[len(recent) // 2] / self.reference_step_s), self.max_slowdown)
 
     def margin(self) -> float:
         """Seconds a plan keeps before time is up: ``MARGIN_STEPS`` steps and the spread of the epoch ends (the
