@@ -1,15 +1,15 @@
 """The CPU roofline of the SimCLR training step: achieved GFLOP/s against this CPU's matmul ceiling.
 
 The baseline step is ``SimCLRConfig.quick()``'s (the ``small`` encoder, batch 256 images = 512 views of 32 px, LARS,
-precision "auto", channels_last), built by ``train.setup_run`` on random uint8 images; the "quickstart recipe"
-variants are the step `python -m simclr_lib quickstart` trains (``config.QUICKSTART_RECIPE``: width 16, batch 64).
-Its FLOPs (model forward + backward and the NT-Xent matmuls) are counted with ``torch.utils.flop_counter.FlopCounterMode``;
-the ceiling is a large square ``torch.matmul`` in fp32 and in bf16, measured in the same run. Each step is split
-into augmentation (``make_views``), forward, loss (``nt_xent``), backward and optimiser step (+ schedule), timed
-with ``perf_counter`` (the CPU runs synchronously). Variants (channels_last off, bf16, 1 thread, batch 512,
-oneDNN off, torch.compile) take turns with the baseline every repetition, so load on a shared machine hits them
-alike; the ratio column is baseline step time / variant step time per view (> 1: faster). ``torch.profiler``
-then names the ops that dominate the baseline step.
+precision "auto", channels_last), built by ``train.setup_run`` on random uint8 images; the "quickstart recipe" variants
+are the step `python -m simclr_lib quickstart` trains (``config.QUICKSTART_RECIPE``: width 16, h of 1,024, batch 64).
+Its FLOPs (model forward + backward and the NT-Xent matmuls) are counted with
+``torch.utils.flop_counter.FlopCounterMode``; the ceiling is a large square ``torch.matmul`` in fp32 and in bf16,
+measured in the same run. Each step is split into augmentation (``make_views``), forward, loss (``nt_xent``), backward
+and optimiser step (+ schedule), timed with ``perf_counter`` (the CPU runs synchronously). Variants (channels_last off,
+bf16, 1 thread, batch 512, oneDNN off, torch.compile) take turns with the baseline every repetition, so load on a shared
+machine hits them alike; the ratio column is baseline step time / variant step time per view (> 1: faster).
+``torch.profiler`` then names the ops that dominate the baseline step.
 
     python benchmarks/bench_roofline.py --out runs/roofline.json
     python benchmarks/bench_roofline.py --variants baseline "channels_last off" "1 thread" "batch 512" compile \

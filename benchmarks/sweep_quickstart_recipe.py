@@ -104,11 +104,15 @@ def run(name: str, seed: int, pool: ImageData, probe_train: ImageData, val: Imag
                 load=[load0, load()], **score(res.model, probe_train, val, pool if args.all_labels else None))
 
 
+def random_model(change: dict) -> torch.nn.Module:
+    """A variant's encoder shape at random init (seed 0)."""
+    torch.manual_seed(0)
+    return build_model(SimCLRConfig.quick(device="cpu", **{k: v for k, v in change.items() if k in SHAPE_KEYS}))
+
+
 def random_init(change: dict, probe_train: ImageData, val: ImageData, all_labels: ImageData | None = None) -> dict:
     """The same encoder shape at random init (seed 0), scored the same way."""
-    torch.manual_seed(0)
-    shape = {k: v for k, v in change.items() if k in SHAPE_KEYS}
-    return score(build_model(SimCLRConfig.quick(device="cpu", **shape)), probe_train, val, all_labels)
+    return score(random_model(change), probe_train, val, all_labels)
 
 
 def rescore(rows: list[dict], out: Path, pool: ImageData, val: ImageData, Cs: list[float]) -> None:
@@ -116,9 +120,7 @@ def rescore(rows: list[dict], out: Path, pool: ImageData, val: ImageData, Cs: li
     for r in rows:
         path = out / f"{r['name']}-seed{r['seed']}" / "checkpoints" / "last.pt"
         trained, _ = model_from_checkpoint(load_checkpoint(path), path)
-        torch.manual_seed(0)
-        shape = {k: v for k, v in r["change"].items() if k in SHAPE_KEYS}
-        for side, model in (("trained", trained), ("random", build_model(SimCLRConfig.quick(device="cpu", **shape)))):
+        for side, model in (("trained", trained), ("random", random_model(r["change"]))):
             fall, fval = features(model, pool.images), features(model, val.images)
             for C in Cs:
                 res = linear_probe(fall, pool.labels, fval, val.labels, C=C, max_iter=3000)

@@ -58,16 +58,16 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    """3x3 conv (no bias: BN follows) -> BatchNorm -> ReLU.
+def conv_bn_relu(c_in: int, c_out: int, stride: int = 1, kernel_size: int = 3) -> nn.Sequential:
+    """kernel_size x kernel_size conv (3x3 by default; "same" padding, no bias: BN follows) -> BatchNorm -> ReLU.
 
     Shape:
         (B, c_in, H, W) -> (B, c_out, ceil(H / stride), ceil(W / stride)).
 
     Taught in notebook 03.
     """
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size, stride, kernel_size // 2, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 class SmallEncoder(nn.Module):
@@ -107,8 +107,7 @@ class SmallEncoder(nn.Module):
                     layers.append(nn.MaxPool2d(3, 2, 1))
                 c_in = width
         if feat_dim is not None:  # widen h with a 1x1 conv at the last stage's resolution
-            layers.append(nn.Sequential(nn.Conv2d(c_in, feat_dim, 1, bias=False), nn.BatchNorm2d(feat_dim),
-                                        nn.ReLU(inplace=True)))
+            layers.append(conv_bn_relu(c_in, feat_dim, kernel_size=1))
             c_in = feat_dim
         self.features = nn.Sequential(*layers)
         self.feat_dim = int(c_in)

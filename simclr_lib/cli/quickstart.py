@@ -1,16 +1,16 @@
 """The offline quickstart: pre-train, compare with random init by logistic regression, draw a t-SNE.
 
-On a fresh machine with no internet and no GPU: CIFAR-10 if the data dir has it, else the embedded ``shapes``
-set, with ``SimCLRConfig.quick()`` and ``config.QUICKSTART_RECIPE`` (the width-16 encoder with its h widened to 1,024
-by a 1x1 conv, at batch 64 on all training images: chosen at equal time on a validation split). It runs on a time budget (``minutes``, 10 by default): after
-loading the data it measures the random-init baseline (features, probe, t-SNE: the trained model's share costs
-as much) and the real training step on this device, prints the plan that fits, and pre-trains with
-``cfg.minutes`` (``runs.budget``): the run re-plans its last step from the measured step time at every logging
-sync and its warm-up + cosine follows the time used, so a machine that slows down trains fewer steps and one that
-speeds up more, each ending inside the budget with its cosine complete. ``epochs=`` trains exactly that many
-epochs with no budget. The probes (trained and random init) fit all the labelled training images and score all the
-test images, as the paper's linear evaluation does (45,000 labels gave +1.3 points over 10,000 on the validation
-split for 6 s more), with ``config.QUICKSTART_PROBE_C`` (C = 1 in the smoke run). Measurements in docs/results.md.
+On a fresh machine with no internet and no GPU: CIFAR-10 if the data dir has it, else the embedded ``shapes`` set, with
+``SimCLRConfig.quick()`` and ``config.QUICKSTART_RECIPE`` (the width-16 encoder with its h widened to 1,024 by a 1x1
+conv, at batch 64 on all training images: chosen at equal time on a validation split). It runs on a time budget
+(``minutes``, 10 by default): after loading the data it measures the random-init baseline (features, probe, t-SNE: the
+trained model's share costs as much) and the real training step on this device, prints the plan that fits, and
+pre-trains with ``cfg.minutes`` (``runs.budget``): the run re-plans its last step from the measured step time at every
+logging sync and its warm-up + cosine follows the time used, so a machine that slows down trains fewer steps and one
+that speeds up more, each ending inside the budget with its cosine complete. ``epochs=`` trains exactly that many epochs
+with no budget. The probes (trained and random init) fit all the labelled training images and score all the test images,
+as the paper's linear evaluation does (45,000 labels gave +1.3 points over 10,000 on the validation split for 6 s more),
+with ``config.QUICKSTART_PROBE_C`` (C = 1 in the smoke run). Measurements in docs/results.md.
 """
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ time it has left. A run without ``minutes`` never builds any of this (it stays b
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from typing import Any, Callable, Optional
 
@@ -161,8 +162,8 @@ class TimeBudget:
         step of the last ``SLOWDOWN_WINDOWS`` re-plans (this one included) over the reference."""
         if self.reference_step_s is None or self.step_s is None:
             return 1.0
-        recent = sorted(self.log["seconds_per_step"][-(SLOWDOWN_WINDOWS - 1):] + [self.step_s])
-        return min(max(1.0, recent[len(recent) // 2] / self.reference_step_s), self.max_slowdown)
+        step_s = statistics.median_high(self.log["seconds_per_step"][-(SLOWDOWN_WINDOWS - 1):] + [self.step_s])
+        return min(max(1.0, step_s / self.reference_step_s), self.max_slowdown)
 
     def margin(self) -> float:
         """Seconds a plan keeps before time is up: ``MARGIN_STEPS`` steps and the spread of the epoch ends (the
