@@ -18,6 +18,8 @@ score is printed beside it, with the load average at the start and end of each r
         --out runs/sweep_qs_feat                                                 # a wider h (small_feat_dim)
     python benchmarks/sweep_quickstart_recipe.py --only w16-b64-f512 w16-b64-crop0.2 --out runs/sweep_qs_feat \
         --rescore-C 0.1 0.3 1   # the all-labels probe at these C, from each finished run's last checkpoint
+    python benchmarks/sweep_quickstart_recipe.py --only w16-b64-f1024 f1024-lr1 f1024-tau0.2 f1024-lr4 --epochs 4 \
+        --all-labels --all-labels-C 0.01 --out runs/sweep_qs_opt  # the 1,024-d h's optimisation settings, equal steps
 
 Prints one Markdown row per run and writes ``<out>/results.json``; runs already in it are skipped.
 """
@@ -55,6 +57,11 @@ VARIANTS: dict[str, dict] = {
     "w16-b64-f512": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=512),
     "w16-b64-f1024": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024),
     "w16-b64-f2048": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=2048),
+    # the chosen 1,024-d h (config.QUICKSTART_RECIPE) with one optimisation setting changed
+    "f1024-tau0.2": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, temperature=0.2),
+    "f1024-lr1": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, lr=1.0),
+    "f1024-lr4": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, lr=4.0),
+    "f1024-wd1e-4": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, weight_decay=1e-4),
 }
 SHAPE_KEYS = ("small_width", "small_depth", "small_feat_dim")
 
@@ -68,9 +75,10 @@ def load() -> float | None:
 
 
 def score(model: torch.nn.Module, probe_train: ImageData, val: ImageData,
-          all_labels: ImageData | None = None) -> dict:
+          all_labels: ImageData | None = None, all_labels_C: float = 1.0) -> dict:
     """Validation top-1 of the frozen h: the quickstart's probe (C = 1) and the probe with C chosen on the train;
-    with ``all_labels`` also the C = 1 probe fitted on all of them (e.g. the 45,000), with what each probe cost."""
+    with ``all_labels`` also the probe fitted on all of them (e.g. the 45,000) at ``all_labels_C``, with what each
+    probe cost."""
     t0 = time.perf_counter()
     ftr, fval = features(model, probe_train.images), features(model, val.images)
     fixed = linear_probe(ftr, probe_train.labels, fval, val.labels, C=1.0)
@@ -81,8 +89,8 @@ def score(model: torch.nn.Module, probe_train: ImageData, val: ImageData,
     if all_labels is not None:
         t0 = time.perf_counter()
         fall = features(model, all_labels.images)
-        wide = linear_probe(fall, all_labels.labels, fval, val.labels, C=1.0)  # fval: computed above
-        out.update(val_probe_all_labels=wide["top1"], all_labels=len(all_labels),
+        wide = linear_probe(fall, all_labels.labels, fval, val.labels, C=all_labels_C)  # fval: computed above
+        out.update(val_probe_all_labels=wide["top1"], all_labels=len(all_labels), all_labels_C=all_labels_C,
                    all_labels_probe_seconds=time.perf_counter() - t0, all_labels_iterations=wide["iterations"])
     return out
 
@@ -92,8 +100,9 @@ def run(name: str, seed: int, pool: ImageData, probe_train: ImageData, val: Imag
     change = dict(VARIANTS[name])
     subset = change.pop("subset", 10_000)
     data = pool if subset is None else pool.subset(subset)
-    cfg = SimCLRConfig.quick(seed=seed, device="cpu", progress=False, tensorboard=False, knn_every=0, epochs=1000,
-                             minutes=args.minutes, warmup_epochs=WARMUP_IMAGES / len(data), checkpoint_every=1000,
+    length = dict(epochs=1000, minutes=args.minutes) if args.epochs is None else dict(epochs=args.epochs)
+    cfg = SimCLRConfig.quick(seed=seed, device="cpu", progress=False, tensorboard=False, knn_every=0, **length,
+                             warmup_epochs=WARMUP_IMAGES / len(data), checkpoint_every=1000,
                              out_dir=str(Path(args.out) / f"{name}-seed{seed}"), **change)
     load0, t0 = load(), time.perf_counter()
     res = pretrain(cfg, data=data, monitor=None, overwrite=True)
@@ -101,18 +110,31 @@ def run(name: str, seed: int, pool: ImageData, probe_train: ImageData, val: Imag
     steps = res.metrics.get("step", 0)
     return dict(name=name, seed=seed, change=VARIANTS[name], images=len(data), steps=steps,
                 epochs=steps * cfg.batch_size / len(data), train_seconds=seconds, final_loss=res.history[-1]["loss"],
-                load=[load0, load()], **score(res.model, probe_train, val, pool if args.all_labels else None))
+                load=[load0, load()],
+                **score(res.model, probe_train, val, pool if args.all_labels else None, args.all_labels_C))
 
 
 def random_model(change: dict) -> torch.nn.Module:
     """A variant's encoder shape at random init (seed 0)."""
     torch.manual_seed(0)
-    return build_model(SimCLRConfig.quick(device="cpu", **{k: v for k, v in change.items() if k in SHAPE_KEYS}))
+    return build_model(SimCLRConfig.quick(device="cpu", **shape(change)))
 
 
-def random_init(change: dict, probe_train: ImageData, val: ImageData, all_labels: ImageData | None = None) -> dict:
-    """The same encoder shape at random init (seed 0), scored the same way."""
-    return score(random_model(change), probe_train, val, all_labels)
+def shape(change: dict) -> dict:
+    """The encoder-shape settings of a variant (what its random-init score depends on)."""
+    return {k: v for k, v in change.items() if k in SHAPE_KEYS}
+
+
+def random_init(change: dict, probe_train: ImageData, val: ImageData, all_labels: ImageData | None = None,
+                all_labels_C: float = 1.0, rows: tuple = ()) -> dict:
+    """The same encoder shape at random init (seed 0), scored the same way; reused from a row of ``rows`` with the
+    same shape and probe (random init does not depend on the optimisation settings)."""
+    for r in rows:
+        same_probe = all_labels is None or r["random"].get("all_labels_C", 1.0) == all_labels_C
+        if shape(r["change"]) == shape(change) and same_probe and (all_labels is None) == ("all_labels" not in
+                                                                                            r["random"]):
+            return dict(r["random"], reused_from=r["name"])
+    return score(random_model(change), probe_train, val, all_labels, all_labels_C)
 
 
 def rescore(rows: list[dict], out: Path, pool: ImageData, val: ImageData, Cs: list[float]) -> None:
@@ -136,8 +158,13 @@ def main() -> None:
     p.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--minutes", type=float, default=8.2, help="training minutes per run (the quickstart's share)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="train this many epochs instead of --minutes: equal steps, for settings that do not change "
+                        "the step's cost (tau, lr, weight decay), compared on a machine whose speed drifts")
     p.add_argument("--all-labels", action="store_true",
-                   help="also score the C = 1 probe fitted on all 45,000 labels (the paper's protocol), with its cost")
+                   help="also score the probe fitted on all 45,000 labels (the paper's protocol), with its cost")
+    p.add_argument("--all-labels-C", type=float, default=1.0,
+                   help="C of the all-labels probe (the quickstart's: config.QUICKSTART_PROBE_C = 0.01 for a 1,024-d h)")
     p.add_argument("--rescore-C", type=float, nargs="+", default=None,
                    help="train nothing: score the finished runs of --only with the all-labels probe at these C")
     args = p.parse_args()
@@ -145,8 +172,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     pool, val = validation_split(load_dataset("cifar10", "train", progress=False), fraction=0.1, seed=0)
     probe_train = pool.subset(10_000)
+    length = f"{args.minutes} min" if args.epochs is None else f"{args.epochs} epochs"
     print(f"pool {len(pool)}, validation {len(val)}, probe on {len(probe_train)}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {args.minutes} min per run", flush=True)
+          f"{torch.get_num_threads()} threads, {length} per run", flush=True)
     path = out / "results.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
     if args.rescore_C:
@@ -161,7 +189,8 @@ def main() -> None:
             if any(r["name"] == name and r["seed"] == seed for r in rows):
                 continue
             r = run(name, seed, pool, probe_train, val, args)
-            r["random"] = random_init(VARIANTS[name], probe_train, val, pool if args.all_labels else None)
+            r["random"] = random_init(VARIANTS[name], probe_train, val, pool if args.all_labels else None,
+                                      args.all_labels_C, rows)
             rows.append(r)
             print(f"| {name} | {seed} | {r['steps']} steps, {r['epochs']:.1f} x {r['images']} | "
                   f"{100 * r['val_probe']:.2f} % ({100 * r['random']['val_probe']:.2f}) | "
@@ -172,7 +201,8 @@ def main() -> None:
                 print(f"  probe on all {r['all_labels']} labels: {100 * r['val_probe_all_labels']:.2f} % (random "
                       f"{100 * r['random']['val_probe_all_labels']:.2f}), {r['all_labels_probe_seconds']:.0f} s "
                       f"against {r['probe_seconds']:.0f} s for the 10,000", flush=True)
-            path.write_text(json.dumps(dict(rows=rows, torch=torch.__version__, minutes=args.minutes), indent=2))
+            path.write_text(json.dumps(dict(rows=rows, torch=torch.__version__, minutes=args.minutes, epochs=args.epochs),
+                                       indent=2))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def fake_measure(seconds=lambda: SIDE_SECONDS):
     def measure(model, train_data, test_data, n_plot, C=1.0):
         s = seconds()
         time.sleep(s)
-        result = dict(top1=0.5, seconds=s / 2, n_train=len(train_data), C=C)
+        result = dict(top1=0.5, seconds=s / 2, n_train=len(train_data), C=C, iterations=1)
         return Q.Side(result, np.zeros((n_plot, 2), np.float32), s, 1e-5)
     return staticmethod(measure)
 
@@ -139,8 +139,11 @@ def test_plan_line_printed_once_and_recorded(fast):
     saved = json.loads((Path(m["tsne_figure"]).parent / "metrics.json").read_text())
     assert saved["plan"]["line"] == lines[0]
     for key in ("budget_minutes", "planned_epochs", "steps_run", "epochs", "seconds_per_step", "total_seconds",
-                "schedule", "load_average", "final_lr"):
+                "schedule", "load_average", "final_lr", "sides"):
         assert saved[key] == m[key] and saved[key] is not None
+    for side in ("random", "trained"):  # what each side cost, beside the reserve the plan kept for the trained one
+        cost = saved["sides"][side]
+        assert 0 < cost["probe_seconds"] < cost["seconds"] < saved["total_seconds"] and cost["probe_iterations"] >= 1
 
 
 def slowing_then(factor, after_calls=20):

@@ -92,6 +92,11 @@ class Side:
         return Side(dict(self.result, seconds=r * self.result["seconds"]), self.xy, r * self.seconds,
                     r * self.feature_seconds_per_image)
 
+    def record(self) -> dict:
+        """What this side cost, as metrics.json records it (the plan's reserve is set from the random-init side)."""
+        return dict(seconds=self.seconds, probe_seconds=self.result["seconds"],
+                    probe_iterations=self.result["iterations"], feature_seconds_per_image=self.feature_seconds_per_image)
+
     def post_seconds(self) -> float:
         """The trained side's expected cost, this side's with a margin on the probe fit."""
         return self.seconds + (PROBE_MARGIN - 1) * self.result["seconds"]
@@ -298,7 +303,8 @@ def _report(cfg: SimCLRConfig, name: str, t0: float, result, random: Side, train
                    pretrain_images=cfg.subset, pretrain_seconds=m["total_seconds"],
                    load_average=dict(start=load, end=load_average()), total_seconds=time.perf_counter() - t0,
                    probe_train_images=trained.result["n_train"], probe_test_images=len(test),
-                   probe_C=trained.result["C"], config=cfg.to_dict(),
+                   probe_C=trained.result["C"], sides=dict(random=random.record(), trained=trained.record()),
+                   config=cfg.to_dict(),
                    tsne_figure=str(fig_path), history=result.history)
     atomic_write_text(json.dumps(metrics, indent=2), Path(cfg.out_dir) / "metrics.json")
     print(f"quickstart: linear probe {t:.1%} (random init {r:.1%}, {metrics['gain_points']:+.1f} points) after "
