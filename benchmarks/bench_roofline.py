@@ -2,7 +2,8 @@
 
 The baseline step is ``SimCLRConfig.quick()``'s (the ``small`` encoder, batch 256 images = 512 views of 32 px, LARS,
 precision "auto", channels_last), built by ``train.setup_run`` on random uint8 images; the "quickstart recipe" variants
-are the step `python -m simclr_lib quickstart` trains (``config.QUICKSTART_RECIPE``: width 16, h of 1,024, batch 64).
+are the step `python -m simclr_lib quickstart` trains (``config.QUICKSTART_RECIPE``: width 16, h of 1,024, batch 64,
+views of 24 px).
 Its FLOPs (model forward + backward and the NT-Xent matmuls) are counted with
 ``torch.utils.flop_counter.FlopCounterMode``; the ceiling is a large square ``torch.matmul`` in fp32 and in bf16,
 measured in the same run. Each step is split into augmentation (``make_views``), forward, loss (``nt_xent``), backward
@@ -16,6 +17,8 @@ machine hits them alike; the ratio column is baseline step time / variant step t
         --reps 5 --out runs/roofline2.json          # the table in docs/results.md ("The CPU roofline")
     python benchmarks/bench_roofline.py --variants baseline "1 thread" "quickstart recipe" \
         "quickstart recipe, 1 thread" --reps 7 --out runs/roofline_idle.json    # idle machine, the quickstart's step
+    python benchmarks/bench_roofline.py --variants baseline "quickstart recipe, 32 px views" "quickstart recipe" \
+        --reps 7 --out runs/roofline_views.json           # the quickstart's 24 px views against 32 px ones
 
 torch.compile compiles from cold caches unless ``--warm-compile-cache`` (the compile seconds of a first run).
 """
@@ -72,7 +75,7 @@ class Variant:
 
 
 QUICKSTART_RECIPE_SHAPE = {k: v for k, v in QUICKSTART_RECIPE.items()
-                           if k in ("small_width", "small_feat_dim", "batch_size")}
+                           if k in ("small_width", "small_feat_dim", "view_size", "batch_size")}
 VARIANTS = {v.name: v for v in (
     Variant("baseline"),
     Variant("channels_last off", dict(channels_last=False)),
@@ -85,6 +88,7 @@ VARIANTS = {v.name: v for v in (
     Variant("compile", dict(compile=True)),
     Variant("quickstart recipe", dict(QUICKSTART_RECIPE_SHAPE)),  # what `python -m simclr_lib quickstart` trains
     Variant("quickstart recipe, 1 thread", dict(QUICKSTART_RECIPE_SHAPE), threads=1),
+    Variant("quickstart recipe, 32 px views", dict(QUICKSTART_RECIPE_SHAPE, view_size=None)),  # before view_size
 )}
 DEFAULT_VARIANTS = ("baseline", "channels_last off", "bf16 autocast", "1 thread", "batch 512", "compile")
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from simclr_lib.augment import SimCLRAugment
 from simclr_lib.config import SimCLRConfig, build_model
 from simclr_lib.data import load_dataset, validation_split
 from simclr_lib.data.images import ImageData
@@ -59,9 +60,16 @@ VARIANTS: dict[str, dict] = {
     "w16-b64-f2048": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=2048),
     # the chosen 1,024-d h (config.QUICKSTART_RECIPE) with one optimisation setting changed
     "f1024-tau0.2": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, temperature=0.2),
+    "f1024-tau0.5": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, temperature=0.5),
+    "f1024-tau0.2-lr1": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, temperature=0.2,
+                             lr=1.0),
     "f1024-lr1": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, lr=1.0),
     "f1024-lr4": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, lr=4.0),
     "f1024-wd1e-4": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, weight_decay=1e-4),
+    # views of 24 px for pre-training (the probe still sees the 32 px images): 0.66x the step's time
+    "f1024-view24": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, view_size=24),
+    "f1024-view24-tau0.2": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, view_size=24,
+                                temperature=0.2),
 }
 SHAPE_KEYS = ("small_width", "small_depth", "small_feat_dim")
 
@@ -74,18 +82,20 @@ def load() -> float | None:
         return None
 
 
-def score(model: torch.nn.Module, probe_train: ImageData, val: ImageData,
+def score(model: torch.nn.Module, probe_train: ImageData | None, val: ImageData,
           all_labels: ImageData | None = None, all_labels_C: float = 1.0) -> dict:
     """Validation top-1 of the frozen h: the quickstart's probe (C = 1) and the probe with C chosen on the train;
     with ``all_labels`` also the probe fitted on all of them (e.g. the 45,000) at ``all_labels_C``, with what each
     probe cost."""
     t0 = time.perf_counter()
-    ftr, fval = features(model, probe_train.images), features(model, val.images)
-    fixed = linear_probe(ftr, probe_train.labels, fval, val.labels, C=1.0)
-    seconds = time.perf_counter() - t0
-    chosen = linear_probe(ftr, probe_train.labels, fval, val.labels, C=list(C_GRID))
-    out = dict(val_probe=fixed["top1"], val_probe_chosen_C=chosen["top1"], chosen_C=chosen["C"],
-               probe_seconds=seconds)
+    fval, out = features(model, val.images), {}
+    if probe_train is not None:
+        ftr = features(model, probe_train.images)
+        fixed = linear_probe(ftr, probe_train.labels, fval, val.labels, C=1.0)
+        seconds = time.perf_counter() - t0
+        chosen = linear_probe(ftr, probe_train.labels, fval, val.labels, C=list(C_GRID))
+        out = dict(val_probe=fixed["top1"], val_probe_chosen_C=chosen["top1"], chosen_C=chosen["C"],
+                   probe_seconds=seconds)
     if all_labels is not None:
         t0 = time.perf_counter()
         fall = features(model, all_labels.images)
@@ -98,14 +108,16 @@ def score(model: torch.nn.Module, probe_train: ImageData, val: ImageData,
 def run(name: str, seed: int, pool: ImageData, probe_train: ImageData, val: ImageData, args) -> dict:
     """Pre-train one variant for ``args.minutes`` of training and score it."""
     change = dict(VARIANTS[name])
-    subset = change.pop("subset", 10_000)
+    subset, view_size = change.pop("subset", 10_000), change.pop("view_size", None)
     data = pool if subset is None else pool.subset(subset)
     length = dict(epochs=1000, minutes=args.minutes) if args.epochs is None else dict(epochs=args.epochs)
     cfg = SimCLRConfig.quick(seed=seed, device="cpu", progress=False, tensorboard=False, knn_every=0, **length,
                              warmup_epochs=WARMUP_IMAGES / len(data), checkpoint_every=1000,
                              out_dir=str(Path(args.out) / f"{name}-seed{seed}"), **change)
     load0, t0 = load(), time.perf_counter()
-    res = pretrain(cfg, data=data, monitor=None, overwrite=True)
+    augment = None if view_size is None else SimCLRAugment(view_size, cfg.color_strength, cfg.blur, cfg.min_scale,
+                                                           gray_p=cfg.gray_p)
+    res = pretrain(cfg, data=data, monitor=None, overwrite=True, augment=augment)
     seconds = time.perf_counter() - t0
     steps = res.metrics.get("step", 0)
     return dict(name=name, seed=seed, change=VARIANTS[name], images=len(data), steps=steps,
@@ -125,7 +137,7 @@ def shape(change: dict) -> dict:
     return {k: v for k, v in change.items() if k in SHAPE_KEYS}
 
 
-def random_init(change: dict, probe_train: ImageData, val: ImageData, all_labels: ImageData | None = None,
+def random_init(change: dict, probe_train: ImageData | None, val: ImageData, all_labels: ImageData | None = None,
                 all_labels_C: float = 1.0, rows: tuple = ()) -> dict:
     """The same encoder shape at random init (seed 0), scored the same way; reused from a row of ``rows`` with the
     same shape and probe (random init does not depend on the optimisation settings)."""
@@ -164,16 +176,18 @@ def main() -> None:
     p.add_argument("--all-labels", action="store_true",
                    help="also score the probe fitted on all 45,000 labels (the paper's protocol), with its cost")
     p.add_argument("--all-labels-C", type=float, default=1.0,
-                   help="C of the all-labels probe (the quickstart's: config.QUICKSTART_PROBE_C = 0.01 for a 1,024-d h)")
+                   help="C of the all-labels probe (the quickstart's: config.QUICKSTART_PROBE_C, 0.01 for a 1,024-d h)")
+    p.add_argument("--no-10k-probe", action="store_true",
+                   help="with --all-labels: skip the probes fitted on 10,000 labels (the all-labels probe only)")
     p.add_argument("--rescore-C", type=float, nargs="+", default=None,
                    help="train nothing: score the finished runs of --only with the all-labels probe at these C")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pool, val = validation_split(load_dataset("cifar10", "train", progress=False), fraction=0.1, seed=0)
-    probe_train = pool.subset(10_000)
+    probe_train = None if args.no_10k_probe and args.all_labels else pool.subset(10_000)
     length = f"{args.minutes} min" if args.epochs is None else f"{args.epochs} epochs"
-    print(f"pool {len(pool)}, validation {len(val)}, probe on {len(probe_train)}; torch {torch.__version__}, "
+    print(f"pool {len(pool)}, validation {len(val)}, probe on {len(probe_train or pool)}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {length} per run", flush=True)
     path = out / "results.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
@@ -192,17 +206,20 @@ def main() -> None:
             r["random"] = random_init(VARIANTS[name], probe_train, val, pool if args.all_labels else None,
                                       args.all_labels_C, rows)
             rows.append(r)
-            print(f"| {name} | {seed} | {r['steps']} steps, {r['epochs']:.1f} x {r['images']} | "
-                  f"{100 * r['val_probe']:.2f} % ({100 * r['random']['val_probe']:.2f}) | "
-                  f"{100 * r['val_probe_chosen_C']:.2f} % (C {r['chosen_C']:g}; random "
-                  f"{100 * r['random']['val_probe_chosen_C']:.2f}) | {r['final_loss']:.3f} | "
-                  f"{r['train_seconds']:.0f} s | load {r['load'][0]}-{r['load'][1]} |", flush=True)
+            ten_k = "" if probe_train is None else (
+                f"{100 * r['val_probe']:.2f} % ({100 * r['random']['val_probe']:.2f}) | "
+                f"{100 * r['val_probe_chosen_C']:.2f} % (C {r['chosen_C']:g}; random "
+                f"{100 * r['random']['val_probe_chosen_C']:.2f}) | ")
+            print(f"| {name} | {seed} | {r['steps']} steps, {r['epochs']:.1f} x {r['images']} | {ten_k}"
+                  f"{r['final_loss']:.3f} | {r['train_seconds']:.0f} s | load {r['load'][0]}-{r['load'][1]} |",
+                  flush=True)
             if args.all_labels:
-                print(f"  probe on all {r['all_labels']} labels: {100 * r['val_probe_all_labels']:.2f} % (random "
-                      f"{100 * r['random']['val_probe_all_labels']:.2f}), {r['all_labels_probe_seconds']:.0f} s "
-                      f"against {r['probe_seconds']:.0f} s for the 10,000", flush=True)
-            path.write_text(json.dumps(dict(rows=rows, torch=torch.__version__, minutes=args.minutes, epochs=args.epochs),
-                                       indent=2))
+                print(f"  probe on all {r['all_labels']} labels (C {args.all_labels_C:g}): "
+                      f"{100 * r['val_probe_all_labels']:.2f} % (random "
+                      f"{100 * r['random']['val_probe_all_labels']:.2f}), {r['all_labels_probe_seconds']:.0f} s",
+                      flush=True)
+            meta = dict(torch=torch.__version__, minutes=args.minutes, epochs=args.epochs)
+            path.write_text(json.dumps(dict(rows=rows, **meta), indent=2))
 
 
 if __name__ == "__main__":

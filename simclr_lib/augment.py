@@ -126,10 +126,12 @@ class SimCLRAugment(torch.nn.Module):
     def from_config(cls, cfg: Any, ops: Optional[Sequence[str]] = None) -> "SimCLRAugment":
         """The augmentation a ``SimCLRConfig`` describes (size, colour strength, blur, crop scale, greyscale p);
         with ``ops``, only those ops, blur included exactly when listed (the ablation of Fig. 5). The one place a
-        config becomes an augmentation: the training loop, the experiments and the notebooks call it."""
+        config becomes an augmentation: the training loop, the experiments and the notebooks call it. The views
+        are ``cfg.view_size`` pixels where it is set (pre-training on smaller views), else ``cfg.image_size``."""
+        size = getattr(cfg, "view_size", None) or cfg.image_size
         if ops is None:
-            return cls(cfg.image_size, cfg.color_strength, cfg.blur, cfg.min_scale, gray_p=cfg.gray_p)
-        return cls(cfg.image_size, cfg.color_strength, "blur" in ops, cfg.min_scale, gray_p=cfg.gray_p, ops=ops)
+            return cls(size, cfg.color_strength, cfg.blur, cfg.min_scale, gray_p=cfg.gray_p)
+        return cls(size, cfg.color_strength, "blur" in ops, cfg.min_scale, gray_p=cfg.gray_p, ops=ops)
 
     def extra_repr(self) -> str:
         ops = "" if self.ops == OPS else f", ops={self.ops}"

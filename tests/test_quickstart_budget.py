@@ -236,6 +236,7 @@ def test_the_quickstart_trains_its_recipe_chosen_at_equal_time():
     quick = SimCLRConfig.quick()
     assert (cfg.small_width, cfg.batch_size, cfg.subset, cfg.seed) == (16, 64, None, 3)
     assert build_model(cfg).feat_dim == 1024  # h widened by the 1x1 conv (small_feat_dim)
+    assert (cfg.image_size, cfg.view_size) == (32, 24)  # pre-trained on 24 px views of the 32 px images
     assert (cfg.temperature, cfg.peak_lr(), cfg.min_scale) == (quick.temperature, quick.peak_lr(), quick.min_scale)
     assert cfg.warmup_epochs * 50_000 == pytest.approx(10_000)  # a warm-up of 10,000 images
     assert {k: getattr(cfg, k) for k in QUICKSTART_RECIPE} == QUICKSTART_RECIPE

@@ -57,8 +57,31 @@ def test_small_feat_dim_widens_h_with_one_1x1_conv_after_the_last_stage():
     assert build_model(SimCLRConfig.quick(small_width=16)).feat_dim == 128  # None: the last stage's channels
 
 
+def test_view_size_makes_smaller_training_views_while_features_see_the_whole_image(tmp_path):
+    smooth = torch.nn.functional.interpolate(torch.rand(8, 3, 4, 4), size=32, mode="bilinear")  # little detail
+    images = (255 * smooth).round().to(torch.uint8)
+    cfg = SimCLRConfig.quick(small_width=8, small_feat_dim=64, view_size=24)
+    assert cfg.image_size == 32
+    aug = SimCLRAugment.from_config(cfg)
+    views = aug(images, generator=torch.Generator().manual_seed(0))
+    assert views.shape == (8, 3, 24, 24)
+    # the same crop boxes and colour parameters as the 32 px views, only resized to 24 px
+    ref = SimCLRAugment.from_config(cfg.replace(view_size=None))(images, generator=torch.Generator().manual_seed(0))
+    assert ref.shape == (8, 3, 32, 32)
+    small = torch.nn.functional.interpolate(ref, size=24, mode="bilinear", antialias=True)
+    assert (small - views).abs().mean() < 0.02
+    model = build_model(cfg).eval()
+    assert model(views)[0].shape == model(images.float() / 255)[0].shape == (8, 64)  # h at either size
+    assert SimCLRAugment.from_config(SimCLRConfig.quick()).size == 32  # None: the image size
+    from simclr_lib.data.images import ImageData
+    data = ImageData(torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8), None, [], "random")
+    run = train.setup_run(cfg.replace(batch_size=16, out_dir=str(tmp_path), tensorboard=False, progress=False,
+                                      device="cpu"), data)
+    assert run.augment.size == 24  # the training loop's views
+
+
 @pytest.mark.parametrize("field, value", [("gray_p", 1.5), ("gray_p", -0.1), ("small_width", 0), ("small_depth", 0),
-                                          ("small_feat_dim", 0)])
+                                          ("small_feat_dim", 0), ("view_size", 0)])
 def test_bad_recipe_values_are_refused_in_one_line(field, value):
     with pytest.raises(ValueError, match=field):
         SimCLRConfig(**{field: value})
@@ -80,10 +103,10 @@ def test_cli_flags_and_the_cpu_preset_reach_the_config(monkeypatch):
 
 def test_old_configs_without_the_new_fields_load_with_the_paper_defaults():
     d = SimCLRConfig.quick().to_dict()
-    for k in ("gray_p", "small_width", "small_depth", "small_feat_dim"):
+    for k in ("gray_p", "small_width", "small_depth", "small_feat_dim", "view_size"):
         d.pop(k)
     cfg = SimCLRConfig.from_dict(d)
-    assert (cfg.gray_p, cfg.small_width, cfg.small_depth, cfg.small_feat_dim) == (0.2, 32, 2, None)
+    assert (cfg.gray_p, cfg.small_width, cfg.small_depth, cfg.small_feat_dim, cfg.view_size) == (0.2, 32, 2, None, None)
 
 
 def test_notebooks_study_the_shipped_encoder_in_quick_mode_or_without_a_full_run(monkeypatch, tmp_path):

@@ -2,7 +2,8 @@
 
 On a fresh machine with no internet and no GPU: CIFAR-10 if the data dir has it, else the embedded ``shapes`` set, with
 ``SimCLRConfig.quick()`` and ``config.QUICKSTART_RECIPE`` (the width-16 encoder with its h widened to 1,024 by a 1x1
-conv, at batch 64 on all training images: chosen at equal time on a validation split). It runs on a time budget
+conv, at batch 64 on all training images, pre-trained on 24 px views: chosen at equal time on a validation split;
+the probes see the 32 px images). It runs on a time budget
 (``minutes``, 10 by default): after loading the data it measures the random-init baseline (features, probe, t-SNE: the
 trained model's share costs as much) and the real training step on this device, prints the plan that fits, and
 pre-trains with ``cfg.minutes`` (``runs.budget``): the run re-plans its last step from the measured step time at every
