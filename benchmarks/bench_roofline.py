@@ -274,13 +274,13 @@ def measure(variants: list[Variant], images: torch.Tensor, reps: int, warmup: in
     out["ceiling"] = {dt: [] for dt in (*mats, "float32, 1 thread")}
     for r in range(reps):
         _round(runs, variants, out, r, mats)
-    flops: dict[tuple, dict[str, float]] = {}  # per batch and encoder shape: dtype, layout, threads change none
+    flops: dict[tuple, dict[str, float]] = {}  # per batch, encoder shape, view size: dtype, layout, threads change none
     for v in variants:
         run = runs[v.name]
-        shape = (run.cfg.batch_size, run.cfg.small_width, run.cfg.small_feat_dim)
+        shape = (run.cfg.batch_size, run.cfg.small_width, run.cfg.small_feat_dim, run.cfg.view_size)
         if shape not in flops:
             fp32 = Variant("fp32", dict(precision="fp32", small_width=run.cfg.small_width,
-                                        small_feat_dim=run.cfg.small_feat_dim))
+                                        small_feat_dim=run.cfg.small_feat_dim, view_size=run.cfg.view_size))
             flops[shape] = count_flops(build(fp32, images, run.cfg.batch_size))
         out[v.name].update(flops=flops[shape], views=run.cfg.n_views * run.cfg.batch_size,
                            dtype=_name(run.dtype), threads=v.threads or torch.get_num_threads())
