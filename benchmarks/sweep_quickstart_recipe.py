@@ -32,7 +32,6 @@ from pathlib import Path
 
 import torch
 
-from simclr_lib.augment import SimCLRAugment
 from simclr_lib.config import SimCLRConfig, build_model
 from simclr_lib.data import load_dataset, validation_split
 from simclr_lib.data.images import ImageData
@@ -44,6 +43,7 @@ C_GRID = (0.01, 0.1, 1.0, 10.0)
 WARMUP_IMAGES = 10_000
 # changes from SimCLRConfig.quick() (width 32, batch 256, 10,000 images, tau 0.1, lr 2.0, smallest crop 20 %);
 # "subset": None trains on all 45,000 non-validation images
+F1024 = dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024)  # h widened to 1,024 (the quickstart's)
 VARIANTS: dict[str, dict] = {
     "quick": {},
     "w16-b64": dict(small_width=16, batch_size=64, subset=None, min_scale=0.08),  # notebook 03's recipe
@@ -56,20 +56,18 @@ VARIANTS: dict[str, dict] = {
     "w24-b64-crop0.2": dict(small_width=24, batch_size=64, subset=None),
     # h widened by a 1x1 conv after the last stage (small_feat_dim; 128 channels before it)
     "w16-b64-f512": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=512),
-    "w16-b64-f1024": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024),
+    "w16-b64-f1024": F1024,
     "w16-b64-f2048": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=2048),
     # the chosen 1,024-d h (config.QUICKSTART_RECIPE) with one optimisation setting changed
-    "f1024-tau0.2": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, temperature=0.2),
-    "f1024-tau0.5": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, temperature=0.5),
-    "f1024-tau0.2-lr1": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, temperature=0.2,
-                             lr=1.0),
-    "f1024-lr1": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, lr=1.0),
-    "f1024-lr4": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, lr=4.0),
-    "f1024-wd1e-4": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, weight_decay=1e-4),
-    # views of 24 px for pre-training (the probe still sees the 32 px images): 0.66x the step's time
-    "f1024-view24": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, view_size=24),
-    "f1024-view24-tau0.2": dict(small_width=16, batch_size=64, subset=None, small_feat_dim=1024, view_size=24,
-                                temperature=0.2),
+    "f1024-tau0.2": dict(F1024, temperature=0.2),
+    "f1024-tau0.5": dict(F1024, temperature=0.5),
+    "f1024-tau0.2-lr1": dict(F1024, temperature=0.2, lr=1.0),
+    "f1024-lr1": dict(F1024, lr=1.0),
+    "f1024-lr4": dict(F1024, lr=4.0),
+    "f1024-wd1e-4": dict(F1024, weight_decay=1e-4),
+    # views of 24 px for pre-training (view_size; the probe still sees the 32 px images): 0.60x the step's time
+    "f1024-view24": dict(F1024, view_size=24),
+    "f1024-view24-tau0.2": dict(F1024, view_size=24, temperature=0.2),
 }
 SHAPE_KEYS = ("small_width", "small_depth", "small_feat_dim")
 
@@ -108,16 +106,14 @@ def score(model: torch.nn.Module, probe_train: ImageData | None, val: ImageData,
 def run(name: str, seed: int, pool: ImageData, probe_train: ImageData, val: ImageData, args) -> dict:
     """Pre-train one variant for ``args.minutes`` of training and score it."""
     change = dict(VARIANTS[name])
-    subset, view_size = change.pop("subset", 10_000), change.pop("view_size", None)
+    subset = change.pop("subset", 10_000)
     data = pool if subset is None else pool.subset(subset)
     length = dict(epochs=1000, minutes=args.minutes) if args.epochs is None else dict(epochs=args.epochs)
     cfg = SimCLRConfig.quick(seed=seed, device="cpu", progress=False, tensorboard=False, knn_every=0, **length,
                              warmup_epochs=WARMUP_IMAGES / len(data), checkpoint_every=1000,
                              out_dir=str(Path(args.out) / f"{name}-seed{seed}"), **change)
     load0, t0 = load(), time.perf_counter()
-    augment = None if view_size is None else SimCLRAugment(view_size, cfg.color_strength, cfg.blur, cfg.min_scale,
-                                                           gray_p=cfg.gray_p)
-    res = pretrain(cfg, data=data, monitor=None, overwrite=True, augment=augment)
+    res = pretrain(cfg, data=data, monitor=None, overwrite=True)
     seconds = time.perf_counter() - t0
     steps = res.metrics.get("step", 0)
     return dict(name=name, seed=seed, change=VARIANTS[name], images=len(data), steps=steps,
@@ -140,12 +136,13 @@ def shape(change: dict) -> dict:
 def random_init(change: dict, probe_train: ImageData | None, val: ImageData, all_labels: ImageData | None = None,
                 all_labels_C: float = 1.0, rows: tuple = ()) -> dict:
     """The same encoder shape at random init (seed 0), scored the same way; reused from a row of ``rows`` with the
-    same shape and probe (random init does not depend on the optimisation settings)."""
+    same shape and every probe asked for here (random init does not depend on the optimisation settings)."""
+    wide_C = None if all_labels is None else all_labels_C
     for r in rows:
-        same_probe = all_labels is None or r["random"].get("all_labels_C", 1.0) == all_labels_C
-        if shape(r["change"]) == shape(change) and same_probe and (all_labels is None) == ("all_labels" not in
-                                                                                            r["random"]):
-            return dict(r["random"], reused_from=r["name"])
+        had = r["random"]
+        had_C = had.get("all_labels_C", 1.0) if "all_labels" in had else None
+        if shape(r["change"]) == shape(change) and had_C == wide_C and (probe_train is None or "val_probe" in had):
+            return dict(had, reused_from=r["name"])
     return score(random_model(change), probe_train, val, all_labels, all_labels_C)
 
 

@@ -128,7 +128,7 @@ class SimCLRAugment(torch.nn.Module):
         with ``ops``, only those ops, blur included exactly when listed (the ablation of Fig. 5). The one place a
         config becomes an augmentation: the training loop, the experiments and the notebooks call it. The views
         are ``cfg.view_size`` pixels where it is set (pre-training on smaller views), else ``cfg.image_size``."""
-        size = getattr(cfg, "view_size", None) or cfg.image_size
+        size = cfg.view_size or cfg.image_size
         if ops is None:
             return cls(size, cfg.color_strength, cfg.blur, cfg.min_scale, gray_p=cfg.gray_p)
         return cls(size, cfg.color_strength, "blur" in ops, cfg.min_scale, gray_p=cfg.gray_p, ops=ops)
